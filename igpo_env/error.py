@@ -1,0 +1,39 @@
+"""Error classes raised by igpo-env.
+
+Every error names the bad value and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "DependencyNotInstalled",
+    "DataFormatError",
+    "IndexNotFoundError",
+    "RemoteError",
+    "InvalidAction",
+]
+
+
+class Error(Exception):
+    """Base class of every igpo-env error."""
+
+
+class DependencyNotInstalled(Error, ImportError):
+    """An optional dependency is missing; the message carries the ``pip install`` hint."""
+
+
+class DataFormatError(Error, ValueError):
+    """A data file or dataset is malformed; the message names the file, the line or row and the problem."""
+
+
+class IndexNotFoundError(Error, FileNotFoundError):
+    """A retrieval index directory is missing or incomplete."""
+
+
+class RemoteError(Error, RuntimeError):
+    """A remote server (retriever or scorer) failed, was unreachable or answered something malformed."""
+
+
+class InvalidAction(Error, ValueError):
+    """An action could not be interpreted (used by strict parsers; the env itself never raises on bad text)."""
