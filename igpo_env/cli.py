@@ -19,7 +19,10 @@ from igpo_env.error import Error
 __all__ = ["main", "make_parser", "COMMANDS"]
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("world", "build"): ("igpo_env.data.synthwiki.cli", "Generate a SynthWiki world: corpus.jsonl + train/dev/test QA."),
+    ("world", "build"): (
+        "igpo_env.data.synthwiki.cli",
+        "Generate a SynthWiki world: corpus.jsonl + train/dev/test QA.",
+    ),
     ("index", "build"): ("igpo_env.retrieval.cli:index_build", "Build a BM25 or dense FAISS index from a corpus."),
     ("serve", "retriever"): ("igpo_env.retrieval.cli:serve", "Serve an index over HTTP (Search-R1 protocol)."),
     ("serve", "scorer"): ("igpo_env.scoring.cli", "Serve a scorer model over HTTP with dynamic batching."),

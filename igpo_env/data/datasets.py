@@ -112,9 +112,9 @@ def _load_path(path: Path, split: str | None) -> list[QAExample]:
     raise DataFormatError(f"{path}: unknown QA file type {suffix!r}; expected .jsonl, .json or .parquet")
 
 
-def load_qa(path_or_dataset: str | os.PathLike[str] | Any | Sequence[QAExample], split: str | None = None) -> list[
-    QAExample
-]:
+def load_qa(
+    path_or_dataset: str | os.PathLike[str] | Any | Sequence[QAExample], split: str | None = None
+) -> list[QAExample]:
     """Load QA examples from a file, a directory, a ``datasets`` object or a list of examples.
 
     Args:

@@ -152,7 +152,9 @@ def _answers_from(row: Mapping[str, Any], where: str) -> list[str]:
     raise DataFormatError(f"{where}: missing an answers column (one of {_ANSWER_KEYS})")
 
 
-def example_from_mapping(row: Mapping[str, Any], where: str, default_id: str, data_source: str = "unknown") -> QAExample:
+def example_from_mapping(
+    row: Mapping[str, Any], where: str, default_id: str, data_source: str = "unknown"
+) -> QAExample:
     """Build a :class:`QAExample` from a FlashRAG-like record or a ``datasets`` row.
 
     Recognized question columns: ``question``, ``query``, ``problem``; answer columns: ``golden_answers``,
@@ -169,6 +171,11 @@ def example_from_mapping(row: Mapping[str, Any], where: str, default_id: str, da
         raise DataFormatError(f"{where}: question must be a string, got {type(question).__name__}")
     answers = _answers_from(row, where)
     metadata = _to_python(row.get("metadata") or {})
+    if isinstance(metadata, str):  # to_dataset stores schemaless metadata as a JSON string
+        try:
+            metadata = json.loads(metadata)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{where}: metadata string is not valid JSON ({e.msg})") from e
     if not isinstance(metadata, Mapping):
         raise DataFormatError(f"{where}: metadata must be an object, got {type(metadata).__name__}")
     metadata = dict(metadata)
@@ -193,7 +200,9 @@ def load_flashrag_qa(path: str | os.PathLike[str]) -> list[QAExample]:
         DataFormatError: naming the file and line of a malformed record.
     """
     stem = Path(path).stem
-    return [example_from_mapping(obj, f"{path}:{ln}", f"{stem}_{ln - 1}", data_source=stem) for ln, obj in iter_jsonl(path)]
+    return [
+        example_from_mapping(obj, f"{path}:{ln}", f"{stem}_{ln - 1}", data_source=stem) for ln, obj in iter_jsonl(path)
+    ]
 
 
 def save_flashrag_qa(examples: Iterable[QAExample], path: str | os.PathLike[str]) -> int:

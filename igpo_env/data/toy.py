@@ -13,7 +13,11 @@ from igpo_env.types import Doc, QAExample
 __all__ = ["toy_corpus", "toy_qa"]
 
 _DOCS = [
-    ("t0", "Velmora", "Velmora is a river in Ostrand. The Velmora is 412 kilometres long and flows into the Grey Sea."),
+    (
+        "t0",
+        "Velmora",
+        "Velmora is a river in Ostrand. The Velmora is 412 kilometres long and flows into the Grey Sea.",
+    ),
     ("t1", "Ostrand", "Ostrand is a country. Its capital is Karsel. Ostrand has about four million inhabitants."),
     ("t2", "Karsel", "Karsel is the capital city of Ostrand. Karsel was founded in 1204 by Ilka Maren."),
     ("t3", "Ilka Maren", "Ilka Maren was a merchant born in Dovia in 1170. She founded the city of Karsel."),
