@@ -1,0 +1,238 @@
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from igpo_env.error import RemoteError
+from igpo_env.scoring.base import OverlapScorer
+from igpo_env.scoring.client import RemoteScorer
+from igpo_env.scoring.server import ServerThread, create_app
+from igpo_env.types import TargetScore
+
+CONTEXTS = [
+    "Karsel is the capital of Dovrania.",
+    [{"role": "user", "content": "Who founded Ilka?"}, {"role": "assistant", "content": "<search>Ilka</search>"}],
+    "Nothing relevant here.",
+]
+TARGETS = ["Karsel", "Ilka Maren", "Karsel"]
+
+
+class SlowRecordingScorer:
+    """Deterministic scorer that records every call's size and sleeps per call (so concurrent requests pile up)."""
+
+    def __init__(self, delay_s: float = 0.0, fail_on: str | None = None):
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self.calls: list[int] = []
+        self.lock = threading.Lock()
+
+    def score(self, contexts, targets):
+        with self.lock:
+            self.calls.append(len(targets))
+        if self.fail_on is not None and self.fail_on in targets:
+            raise ValueError(f"cannot score target {self.fail_on!r}")
+        time.sleep(self.delay_s)
+        return [
+            TargetScore.from_logprobs([-0.01 * len(str(c)), -float(len(t))])
+            for c, t in zip(contexts, targets, strict=True)
+        ]
+
+
+@pytest.fixture(scope="module")
+def overlap_server():
+    with ServerThread(create_app(OverlapScorer(), max_wait_ms=1, max_items=8, max_chars=200)) as server:
+        yield server
+
+
+def test_end_to_end_equals_in_process(overlap_server):
+    expected = OverlapScorer().score(CONTEXTS, TARGETS)
+    with RemoteScorer(overlap_server.url, retries=0) as remote:
+        got = remote.score(CONTEXTS, TARGETS)
+        assert remote.score([], []) == []
+    assert got == expected
+    health = httpx.get(f"{overlap_server.url}/health").json()
+    assert health["status"] == "ok" and health["max_items"] == 8 and health["stats"]["items"] >= 3
+
+
+def test_client_splits_by_server_max_items(overlap_server):
+    contexts, targets = CONTEXTS * 4, TARGETS * 4  # 12 pairs > max_items=8
+    with RemoteScorer(overlap_server.url) as remote:
+        assert remote.score(contexts, targets) == OverlapScorer().score(contexts, targets)
+        assert remote.max_items == 8
+
+
+GOOD = {"contexts": ["Karsel is here."], "targets": ["Karsel"]}
+BAD_BODIES = {
+    "contexts not a list": {"contexts": "abc", "targets": ["x"]},
+    "context int": {"contexts": [1], "targets": ["x"]},
+    "target int": {"contexts": ["a"], "targets": [3]},
+    "targets missing": {"contexts": ["a"]},
+    "extra field": {**GOOD, "topk": 3},
+    "message without role": {"contexts": [[{"content": "a"}]], "targets": ["x"]},
+    "message bad role": {"contexts": [[{"role": "robot", "content": "a"}]], "targets": ["x"]},
+    "message content int": {"contexts": [[{"role": "user", "content": 5}]], "targets": ["x"]},
+    "empty lists": {"contexts": [], "targets": []},
+    "mismatched lengths": {"contexts": ["a", "b"], "targets": ["x"]},
+    "too many items": {"contexts": ["a"] * 9, "targets": ["x"] * 9},
+    "context too long": {"contexts": ["a" * 201], "targets": ["x"]},
+    "messages too long": {"contexts": [[{"role": "user", "content": "a" * 150}] * 2], "targets": ["x"]},
+    "target too long": {"contexts": ["a"], "targets": ["x" * 201]},
+    "empty target": {"contexts": ["a"], "targets": [""]},
+    "empty message list": {"contexts": [[]], "targets": ["x"]},
+    "not an object": ["a", "b"],
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_bad_input_is_4xx_and_server_keeps_serving(overlap_server, name):
+    url = f"{overlap_server.url}/score"
+    r = httpx.post(url, json=BAD_BODIES[name])
+    assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+    assert r.json()["detail"]
+    ok = httpx.post(url, json=GOOD)
+    assert ok.status_code == 200 and len(ok.json()["scores"]) == 1
+
+
+def test_bad_json_and_huge_body(overlap_server):
+    url = f"{overlap_server.url}/score"
+    r = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    huge = b"x" * (2 * 8 * 200 * 12 + 65_536 + 1)
+    r = httpx.post(url, content=huge, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "bytes" in r.json()["detail"]
+    assert httpx.post(url, json=GOOD).status_code == 200
+
+
+def test_client_reports_4xx_reason(overlap_server):
+    with RemoteScorer(overlap_server.url, max_items=100) as remote:
+        with pytest.raises(RemoteError, match=r"HTTP 413.*max_items=8"):
+            remote.score(["a"] * 9, ["x"] * 9)
+        with pytest.raises(ValueError, match="same length"):
+            remote.score(["a"], [])
+
+
+def test_scorer_failure_only_fails_its_own_request():
+    scorer = SlowRecordingScorer(delay_s=0.05, fail_on="BAD")
+    with ServerThread(create_app(scorer, max_wait_ms=100)) as server:
+        results = {}
+
+        def call(name, target):
+            results[name] = httpx.post(
+                f"{server.url}/score", json={"contexts": ["c"], "targets": [target]}, timeout=30
+            )
+
+        threads = [threading.Thread(target=call, args=(n, t)) for n, t in [("good", "ok"), ("bad", "BAD")]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results["good"].status_code == 200
+        assert results["bad"].status_code == 422 and "cannot score target 'BAD'" in results["bad"].json()["detail"]
+        assert httpx.post(f"{server.url}/score", json=GOOD).status_code == 200
+
+
+def test_concurrent_clients_are_batched_and_correct():
+    scorer = SlowRecordingScorer(delay_s=0.1)
+    n_clients, n_requests = 8, 3
+    app = create_app(scorer, max_batch=64, max_wait_ms=50)
+    with ServerThread(app) as server:
+        errors, results = [], {}
+
+        def worker(k):
+            with RemoteScorer(server.url, max_items=4) as remote:
+                for j in range(n_requests):
+                    context, target = f"client {k} request {j}", "t" * (k + 1)
+                    try:
+                        results[(k, j)] = remote.score([context], [target])[0]
+                    except RemoteError as e:
+                        errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = app.state.stats
+    assert not errors
+    for (k, j), score in results.items():
+        assert score.token_logprobs == pytest.approx((-0.01 * len(f"client {k} request {j}"), -float(k + 1)))
+    assert len(results) == n_clients * n_requests
+    assert stats.items == n_clients * n_requests == sum(scorer.calls)
+    assert stats.requests == n_clients * n_requests
+    assert stats.max_batch_items > 1 and stats.batches < n_clients * n_requests
+    assert stats.max_batch_items <= 64
+
+
+def test_batches_never_exceed_max_batch():
+    scorer = SlowRecordingScorer()
+    app = create_app(scorer, max_batch=3, max_wait_ms=1, max_items=10)
+    with ServerThread(app) as server, RemoteScorer(server.url) as remote:
+        got = remote.score(["c"] * 10, ["tt"] * 10)
+    assert [s.token_logprobs[1] for s in got] == [-2.0] * 10
+    assert max(scorer.calls) <= 3 and sum(scorer.calls) == 10
+
+
+def test_unreachable_server_raises_remote_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    remote = RemoteScorer(f"http://127.0.0.1:{port}", timeout=2, retries=1, max_items=4)
+    with pytest.raises(RemoteError, match="failed after 2 tries.*unreachable"):
+        remote.score(["a"], ["b"])
+
+
+def test_malformed_server_answer_raises_remote_error():
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/score")
+    def score(body: dict):
+        return {"scores": [{"token_logprobs": "oops"}]}
+
+    with ServerThread(app) as server, RemoteScorer(server.url, max_items=4) as remote:
+        with pytest.raises(RemoteError, match="malformed score at index 0"):
+            remote.score(["a"], ["b"])
+        with pytest.raises(RemoteError, match="expected `scores` with 2 entries, got 1"):
+            remote.score(["a", "b"], ["b", "c"])
+
+
+def test_server_thread_stops():
+    server = ServerThread(create_app(OverlapScorer())).start()
+    url = server.url
+    assert httpx.get(f"{url}/health").status_code == 200
+    server.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/health", timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_batch": 0}, "max_batch"),
+        ({"max_items": -1}, "max_items"),
+        ({"max_chars": 1.5}, "max_chars"),
+        ({"max_wait_ms": -1}, "max_wait_ms"),
+    ],
+)
+def test_create_app_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        create_app(OverlapScorer(), **kwargs)
+    with pytest.raises(ValueError, match="score"):
+        create_app(object())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"url": "localhost:8001"}, "url"),
+        ({"url": "http://x", "timeout": 0}, "timeout"),
+        ({"url": "http://x", "retries": -1}, "retries"),
+        ({"url": "http://x", "max_items": 0}, "max_items"),
+    ],
+)
+def test_remote_scorer_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RemoteScorer(**kwargs)
