@@ -1,0 +1,374 @@
+"""HFScorer: exact, batched gold-answer log-probs from any transformers causal LM, with per-episode prefix KV reuse.
+
+How a batch is scored (all exact, no approximation):
+
+1. Each (context, target) pair becomes ``prefix_ids = tok(render_scoring_prefix(context))`` and
+   ``target_ids = tok(target)`` (separately tokenized, ``add_special_tokens=False``; see
+   :mod:`igpo_env.scoring.templates`).
+2. *Extend* (phase 1): each stream (one per cache key, or one per row without a key) needs the KV cache of
+   ``prefix_ids[:-1]``. A stream with a cache key reuses the KV of the longest common token prefix with what it
+   encoded on its previous call (the transcript only grows within an episode, so that is all of it but the last
+   turn and the pseudo-response), and encodes only the remaining tokens. Streams are batched: the cached KV of each
+   row is left-padded to the longest one, the new tokens are right-padded, and the 2D attention mask plus explicit
+   ``position_ids`` make every row see exactly its own tokens at their true positions.
+3. *Score* (phase 2): every row feeds ``[prefix_ids[-1]] + target_ids`` on top of its stream's KV; the logits of
+   those positions give the log-probs of the target tokens. Only these few positions reach the LM head.
+
+Rows without a cache key and calls without ``cache_keys`` run the same two phases from an empty cache (plain batched
+scoring). :func:`naive_target_logprobs` is the one-sequence full-recompute reference the tests compare against.
+
+Example:
+        >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+    >>> scorer = HFScorer(tiny_causal_lm(), tiny_tokenizer())
+    >>> msgs = [{"role": "user", "content": "What is the capital of Ostrand?"}]
+    >>> s = scorer.score([msgs], ["Karsel"], cache_keys=["episode-0"])[0]
+    >>> len(s.token_logprobs) == len(scorer.tokenizer("Karsel", add_special_tokens=False)["input_ids"])
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from igpo_env.error import DependencyNotInstalled
+from igpo_env.scoring.base import Context, validate_score_args
+from igpo_env.scoring.templates import IGPO_TEMPLATE, IGTemplate, render_scoring_prefix
+from igpo_env.types import TargetScore
+
+__all__ = ["HFScorer", "naive_target_logprobs", "DTYPES", "DEFAULT_BATCH_SIZE", "DEFAULT_MAX_CACHED_STREAMS"]
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+"""Accepted ``dtype`` names (use float32 for exactness checks; never float16 on CPU)."""
+
+DEFAULT_BATCH_SIZE = 32
+"""Rows per forward pass."""
+
+DEFAULT_MAX_CACHED_STREAMS = 512
+"""Per-key prefix caches kept (least recently used dropped first); the wrapper also releases finished episodes."""
+
+
+def _require_torch():
+    try:
+        import torch
+        import transformers
+    except ImportError as e:  # pragma: no cover - torch is a core dependency
+        raise DependencyNotInstalled(f"HFScorer needs torch and transformers: pip install igpo-env ({e})") from e
+    return torch, transformers
+
+
+@dataclass
+class _Stream:
+    """A prefix KV cache: the token ids encoded so far and per-layer (keys, values) of shape (heads, len, dim)."""
+
+    ids: list[int]
+    kv: list[tuple[Any, Any]] | None  # None when ids is empty
+
+
+def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def naive_target_logprobs(model: Any, prefix_ids: Sequence[int], target_ids: Sequence[int]) -> list[float]:
+    """Compute reference log-probs of ``target_ids`` after ``prefix_ids``: one unpadded full forward pass, no cache.
+
+    Args:
+        model: A transformers causal LM.
+        prefix_ids: Token ids before the target (non-empty).
+        target_ids: Token ids to score.
+
+    Returns:
+        ``log p(target_ids[j] | prefix_ids + target_ids[:j])`` for each j.
+
+    Example:
+        >>> from igpo_env.scoring.tiny import tiny_causal_lm
+        >>> len(naive_target_logprobs(tiny_causal_lm(), [5, 6, 7], [8, 9]))
+        2
+    """
+    torch, _ = _require_torch()
+    if not prefix_ids:
+        raise ValueError("`prefix_ids` must hold at least one token (the first target token needs a context)")
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(prefix_ids) + list(target_ids)], device=device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, use_cache=False).logits[0].float()
+    logp = logits.log_softmax(-1)
+    n = len(prefix_ids)
+    positions = torch.arange(n - 1, n - 1 + len(target_ids), device=device)
+    return logp[positions, ids[0, n:]].tolist()
+
+
+class HFScorer:
+    """Score gold answers with a transformers causal LM: batched, exact, with prefix KV reuse per cache key.
+
+    Implements :class:`~igpo_env.scoring.base.CachingScorer`: pass ``cache_keys`` (one per row, e.g. an episode id)
+    to reuse the encoded transcript across calls; results equal a call without keys (to float rounding, < 1e-5 in
+    float32). :meth:`release` forgets keys; at most ``max_cached_streams`` keys are kept (LRU).
+
+    Args:
+        model: A model dir / hub id (loaded with ``AutoModelForCausalLM``) or a loaded ``PreTrainedModel``.
+        tokenizer: A tokenizer or its path; defaults to ``model``'s path (required when ``model`` is an object).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: the model object's device, else CUDA when available.
+        dtype: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"`` or ``"auto"`` (keep as loaded).
+        batch_size: Rows per forward pass.
+        template: The IGPO pseudo-response template for message contexts.
+        max_cached_streams: Prefix caches kept at most (least recently used evicted).
+
+    Example:
+        >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+        >>> scorer = HFScorer(tiny_causal_lm(), tiny_tokenizer(), batch_size=4)
+        >>> a, b = scorer.score(["Karsel is the capital.", "Nothing."], ["Karsel", "Karsel"])
+        >>> a.mean_logprob < 0 and len(a.token_logprobs) == len(b.token_logprobs)
+        True
+
+    Change logs:
+        v0.1.0: added.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        device: str | None = None,
+        dtype: str = "float32",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        template: IGTemplate = IGPO_TEMPLATE,
+        max_cached_streams: int = DEFAULT_MAX_CACHED_STREAMS,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"`dtype` must be one of {DTYPES}, got {dtype!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
+        if not isinstance(max_cached_streams, int) or max_cached_streams < 0:
+            raise ValueError(f"`max_cached_streams` must be an int >= 0, got {max_cached_streams!r}")
+        if not isinstance(template, IGTemplate):
+            raise TypeError(f"`template` must be an IGTemplate, got {type(template).__name__}")
+        torch, transformers = _require_torch()
+        loaded = isinstance(model, str)
+        if loaded:
+            if tokenizer is None:
+                tokenizer = model
+            model = transformers.AutoModelForCausalLM.from_pretrained(model)
+        elif not isinstance(model, torch.nn.Module):
+            raise TypeError(f"`model` must be a path or a transformers model, got {type(model).__name__}")
+        if tokenizer is None:
+            path = getattr(getattr(model, "config", None), "_name_or_path", "")
+            if not path:
+                raise ValueError("`tokenizer` is required when `model` is a model object without a saved path")
+            tokenizer = path
+        if isinstance(tokenizer, str):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer)
+        if device is None:
+            cuda = "cuda" if torch.cuda.is_available() else "cpu"
+            device = cuda if loaded else str(next(model.parameters()).device)
+        if dtype != "auto":
+            model = model.to(getattr(torch, dtype))
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.template = template
+        self.max_cached_streams = max_cached_streams
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._streams: OrderedDict[Hashable, _Stream] = OrderedDict()
+        self.encoded_tokens = 0
+        """Tokens fed through the model so far (a counter for benchmarks and tests)."""
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs: Any) -> HFScorer:
+        """Load model and tokenizer from one directory (or hub id); ``kwargs`` go to the constructor.
+
+        Example:
+            >>> HFScorer.from_pretrained("/nonexistent/model")  # doctest: +IGNORE_EXCEPTION_DETAIL
+            Traceback (most recent call last):
+            ...
+            OSError: ...
+        """
+        return cls(path, tokenizer=kwargs.pop("tokenizer", path), **kwargs)
+
+    # ------------------------------------------------------------------ public API
+    def prefix_ids(self, context: Context) -> list[int]:
+        """Return the token ids of a context's scoring prefix (chat template + IGPO pseudo-response)."""
+        text = render_scoring_prefix(context, self.tokenizer, self.template)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def target_ids(self, target: str) -> list[int]:
+        """Return the token ids of a target, tokenized on its own (``add_special_tokens=False``)."""
+        return list(self.tokenizer(target, add_special_tokens=False)["input_ids"])
+
+    def score(
+        self,
+        contexts: Sequence[Context],
+        targets: Sequence[str],
+        cache_keys: Sequence[Hashable | None] | None = None,
+    ) -> list[TargetScore]:
+        """Score ``targets[i]`` after ``contexts[i]``; reuse the prefix cache of ``cache_keys[i]`` when given.
+
+        Args:
+            contexts: Message lists (rendered with the chat template + IGPO pseudo-response) or prefix strings.
+            targets: Gold answer strings (non-empty).
+            cache_keys: Optional stream key per row (``None`` entries: no caching for that row).
+
+        Returns:
+            One :class:`~igpo_env.types.TargetScore` per row.
+        """
+        validate_score_args(contexts, targets)
+        if cache_keys is not None and len(cache_keys) != len(contexts):
+            raise ValueError(f"`cache_keys` must have one key per context ({len(contexts)}), got {len(cache_keys)}")
+        prefixes = [self.prefix_ids(c) for c in contexts]
+        target_ids = [self.target_ids(t) for t in targets]
+        for i, (p, t) in enumerate(zip(prefixes, target_ids, strict=True)):
+            if not p:
+                raise ValueError(f"`contexts[{i}]` renders to zero tokens; the first target token needs a context")
+            if not t:
+                raise ValueError(f"`targets[{i}]` = {targets[i]!r} tokenizes to zero tokens")
+        logprobs = self.score_ids(prefixes, target_ids, cache_keys)
+        return [TargetScore.from_logprobs(lp) for lp in logprobs]
+
+    def release(self, cache_keys: Sequence[Hashable]) -> None:
+        """Forget the prefix caches of these keys (unknown keys are ignored)."""
+        for key in cache_keys:
+            self._streams.pop(key, None)
+
+    def clear_cache(self) -> None:
+        """Forget all prefix caches."""
+        self._streams.clear()
+
+    @property
+    def num_cached_streams(self) -> int:
+        """Count the keys that currently hold a prefix cache."""
+        return len(self._streams)
+
+    # ------------------------------------------------------------------ engine
+    def score_ids(
+        self,
+        prefix_ids: Sequence[Sequence[int]],
+        target_ids: Sequence[Sequence[int]],
+        cache_keys: Sequence[Hashable | None] | None = None,
+    ) -> list[list[float]]:
+        """Token-level entry point: log-probs of ``target_ids[i]`` after ``prefix_ids[i]`` (both non-empty)."""
+        torch, _ = _require_torch()
+        n = len(prefix_ids)
+        keys = list(cache_keys) if cache_keys is not None else [None] * n
+        # One stream per distinct key (rows sharing a key and prefix share the extend work); keyless rows alone.
+        stream_of_row: list[Hashable] = []
+        needs: dict[Hashable, list[int]] = {}
+        for i in range(n):
+            need = list(prefix_ids[i][:-1])
+            sid: Hashable = ("key", keys[i]) if keys[i] is not None else ("row", i)
+            if sid in needs and needs[sid] != need:
+                sid = ("row", i)  # same key, different prefix: score it alone, do not cache
+            needs.setdefault(sid, need)
+            stream_of_row.append(sid)
+        streams: dict[Hashable, _Stream] = {}
+        todo: list[tuple[Hashable, _Stream, list[int]]] = []
+        for sid, need in needs.items():
+            old = self._streams.get(sid[1]) if sid[0] == "key" else None
+            base = _Stream([], None) if old is None else _crop(old, _common_prefix_len(old.ids, need))
+            if len(base.ids) == len(need):
+                streams[sid] = base
+            else:
+                todo.append((sid, base, need[len(base.ids) :]))
+        with torch.inference_mode():
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                new_kv, _ = self._forward([b for _, b, _ in chunk], [x for _, _, x in chunk], score_lens=None)
+                for (sid, base, new), kv in zip(chunk, new_kv, strict=True):
+                    streams[sid] = _Stream(base.ids + list(new), kv)
+            results: list[list[float]] = []
+            for start in range(0, n, self.batch_size):
+                rows = range(start, min(n, start + self.batch_size))
+                pasts = [streams[stream_of_row[i]] for i in rows]
+                news = [[prefix_ids[i][-1], *target_ids[i]] for i in rows]
+                _, logprobs = self._forward(pasts, news, score_lens=[len(target_ids[i]) for i in rows])
+                results.extend(logprobs)
+        for sid, stream in streams.items():
+            if sid[0] == "key" and self.max_cached_streams > 0:
+                self._streams[sid[1]] = stream
+                self._streams.move_to_end(sid[1])
+        while len(self._streams) > self.max_cached_streams:
+            self._streams.popitem(last=False)
+        return results
+
+    def _forward(
+        self, pasts: Sequence[_Stream], news: Sequence[Sequence[int]], score_lens: Sequence[int] | None
+    ) -> tuple[list[list[tuple[Any, Any]]] | None, list[list[float]]]:
+        """One batched forward of ``news[i]`` on top of ``pasts[i]``.
+
+        Layout per row: ``[left pad | cached KV (L_i) | new tokens (n_i) | right pad]`` with the cache block padded to
+        ``max L_i`` and the new block to ``max n_i``; masked pads, explicit positions ``L_i .. L_i + n_i - 1``.
+        With ``score_lens``: returns the log-probs of ``news[i][1:]`` (the targets) and no KV. Without: returns the
+        per-row KV of ``cached + new`` and no log-probs (only one position reaches the LM head).
+        """
+        import torch
+        from transformers import DynamicCache
+
+        batch = len(news)
+        self.encoded_tokens += sum(len(x) for x in news)
+        lens = [len(p.ids) for p in pasts]
+        max_past, max_new = max(lens), max(len(x) for x in news)
+        dev = self.device
+        input_ids = torch.full((batch, max_new), self._pad_id, dtype=torch.long, device=dev)
+        mask = torch.zeros((batch, max_past + max_new), dtype=torch.long, device=dev)
+        positions = torch.zeros((batch, max_new), dtype=torch.long, device=dev)
+        for i, (past_len, new) in enumerate(zip(lens, news, strict=True)):
+            input_ids[i, : len(new)] = torch.tensor(list(new), dtype=torch.long)
+            mask[i, max_past - past_len : max_past + len(new)] = 1
+            positions[i] = torch.arange(past_len, past_len + max_new)
+        cache = DynamicCache()
+        if max_past > 0:
+            ref = next(p.kv for p in pasts if p.kv is not None)
+            data = []
+            for layer, (k_ref, v_ref) in enumerate(ref):
+                keys = k_ref.new_zeros((batch, k_ref.shape[0], max_past, k_ref.shape[2]))
+                values = v_ref.new_zeros((batch, v_ref.shape[0], max_past, v_ref.shape[2]))
+                for i, p in enumerate(pasts):
+                    if lens[i]:
+                        keys[i, :, max_past - lens[i] :] = p.kv[layer][0]
+                        values[i, :, max_past - lens[i] :] = p.kv[layer][1]
+                data.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=data)
+        kwargs = {self._cache_kwarg: cache}
+        if score_lens is None:
+            common = {"attention_mask": mask, "position_ids": positions, "use_cache": True, **kwargs}
+            self.model(input_ids=input_ids, logits_to_keep=1, **common)
+            out_kv = []
+            for i, (past_len, new) in enumerate(zip(lens, news, strict=True)):
+                row = []
+                for layer in cache.layers:
+                    k = layer.keys[i, :, max_past - past_len : max_past + len(new)].clone()
+                    v = layer.values[i, :, max_past - past_len : max_past + len(new)].clone()
+                    row.append((k, v))
+                out_kv.append(row)
+            return out_kv, []
+        common = {"attention_mask": mask, "position_ids": positions, "use_cache": True, **kwargs}
+        logits = self.model(input_ids=input_ids, **common).logits
+        logp = logits.float().log_softmax(-1)
+        result = []
+        for i, m in enumerate(score_lens):
+            tgt = input_ids[i, 1 : m + 1]
+            result.append(logp[i, torch.arange(m, device=dev), tgt].tolist())
+        return None, result
+
+
+def _crop(stream: _Stream, length: int) -> _Stream:
+    """Keep the first ``length`` tokens of a stream (views, no copy)."""
+    if length == 0 or stream.kv is None:
+        return _Stream([], None)
+    if length == len(stream.ids):
+        return stream
+    return _Stream(stream.ids[:length], [(k[:, :length], v[:, :length]) for k, v in stream.kv])
