@@ -40,6 +40,7 @@ __all__ = [
     "format_search",
     "format_answer",
     "RELATION_PHRASES",
+    "oracle_plan",
 ]
 
 RELATION_PHRASES: dict[str, str] = {
@@ -144,6 +145,17 @@ def _found(hop: dict[str, str]) -> str:
     return f"I found the passage about {hop['entity']}."
 
 
+def _hop_think(hops: list[dict[str, str]], i: int) -> str:
+    """Thought before hop ``i``'s search: what the previous hop found, then what is needed now."""
+    return _need(hops[i]) if i == 0 else f"{_found(hops[i - 1])} {_need(hops[i])}"
+
+
+def _final_think(question: QAExample, hops: list[dict[str, str]]) -> str:
+    """Thought before the answer: the last fact found (comparisons: both facts), then the answer."""
+    found = " ".join(_found(h) for h in hops) if question.data_source.endswith("comparison") else _found(hops[-1])
+    return f"{found} So the answer is {question.golden_answers[0]}."
+
+
 def oracle_plan(
     question: QAExample, protocol: str = "tags", titles: dict[str, str] | None = None
 ) -> list[ScriptedAction]:
@@ -158,10 +170,8 @@ def oracle_plan(
     hops = _hops(question, titles)
     actions = []
     for i, hop in enumerate(hops):
-        think = _need(hop) if i == 0 else f"{_found(hops[i - 1])} Now {_need(hop)[0].lower()}{_need(hop)[1:]}"
-        actions.append(ScriptedAction(format_search(_hop_query(hop), think, protocol)))
-    gold = question.golden_answers[0]
-    actions.append(ScriptedAction(format_answer(gold, f"{_found(hops[-1])} So the answer is {gold}.")))
+        actions.append(ScriptedAction(format_search(_hop_query(hop), _hop_think(hops, i), protocol)))
+    actions.append(ScriptedAction(format_answer(question.golden_answers[0], _final_think(question, hops))))
     return actions
 
 
@@ -316,19 +326,20 @@ class NoisyOracleAgent(_EnvAgent):
         out: list[ScriptedAction] = []
         for i, hop in enumerate(hops):
             need = _need(hop)
-            prefix = "" if i == 0 else f"{_found(hops[i - 1])} "
             if self.rng.random() < self.p_wrong_answer:
                 wrong = hops[i - 1].get("answer") if i > 0 else None
                 if not wrong or wrong in question.golden_answers:
                     wrong = "unknown"
-                think = f"{prefix}So the answer is {wrong}." if i > 0 else "I think I already know this."
+                think = f"{_found(hops[i - 1])} So the answer is {wrong}." if i > 0 else "I think I already know this."
                 out.append(ScriptedAction(format_answer(wrong, think), mistake=True))
                 return out
             if self.rng.random() < self.p_wrong_query:
-                out.append(ScriptedAction(format_search(self._wrong_query(hops, i), prefix + need, p), mistake=True))
+                out.append(
+                    ScriptedAction(format_search(self._wrong_query(hops, i), _hop_think(hops, i), p), mistake=True)
+                )
                 out.append(ScriptedAction(format_search(_hop_query(hop), f"That did not help. {need}", p)))
             else:
-                out.append(ScriptedAction(format_search(_hop_query(hop), prefix + need, p)))
+                out.append(ScriptedAction(format_search(_hop_query(hop), _hop_think(hops, i), p)))
             if self.rng.random() < self.p_redundant:
                 think = (
                     f"Let me double-check the {_phrase(hop['relation'])} of {hop['entity']}."
@@ -336,7 +347,7 @@ class NoisyOracleAgent(_EnvAgent):
                     else f"Let me look up {hop['entity']} again."
                 )
                 out.append(ScriptedAction(format_search(_hop_query(hop), think, p), mistake=True))
-        out.append(ScriptedAction(format_answer(gold, f"{_found(hops[-1])} So the answer is {gold}.")))
+        out.append(ScriptedAction(format_answer(gold, _final_think(question, hops))))
         return out
 
     def _plan(self, question: QAExample, slot: int) -> list[ScriptedAction]:
