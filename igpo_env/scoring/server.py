@@ -34,7 +34,16 @@ from igpo_env.types import TargetScore
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["create_app", "serve", "ServerThread", "BatchStats", "ScoreRequest", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = [
+    "create_app",
+    "serve",
+    "validate_limits",
+    "ServerThread",
+    "BatchStats",
+    "ScoreRequest",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +240,22 @@ def _check_positive(name: str, value: float, kind: type = int) -> None:
         raise ValueError(f"`{name}` must be a positive {kind.__name__}, got {value!r}")
 
 
+def validate_limits(max_batch: int, max_wait_ms: float, max_items: int, max_chars: int) -> None:
+    """Check the server limits of :func:`create_app`; raise ValueError naming the bad one.
+
+    Example:
+        >>> validate_limits(max_batch=0, max_wait_ms=5, max_items=8, max_chars=100)
+        Traceback (most recent call last):
+        ...
+        ValueError: `max_batch` must be a positive int, got 0
+    """
+    _check_positive("max_batch", max_batch)
+    _check_positive("max_items", max_items)
+    _check_positive("max_chars", max_chars)
+    if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
+        raise ValueError(f"`max_wait_ms` must be a number >= 0, got {max_wait_ms!r}")
+
+
 def _validate_pairs(req: ScoreRequest, max_items: int, max_chars: int) -> tuple[int, str] | None:
     """Return ``(status, message)`` for a bad request, else None."""
     n = len(req.contexts)
@@ -292,11 +317,7 @@ def create_app(
     """
     if not callable(getattr(scorer, "score", None)):
         raise ValueError(f"`scorer` must have a score(contexts, targets) method, got {type(scorer).__name__}")
-    _check_positive("max_batch", max_batch)
-    _check_positive("max_items", max_items)
-    _check_positive("max_chars", max_chars)
-    if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
-        raise ValueError(f"`max_wait_ms` must be a number >= 0, got {max_wait_ms!r}")
+    validate_limits(max_batch, max_wait_ms, max_items, max_chars)
     try:
         from contextlib import asynccontextmanager
 

@@ -236,3 +236,40 @@ def test_create_app_validates(kwargs, match):
 def test_remote_scorer_validates(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RemoteScorer(**kwargs)
+
+
+# ---------------------------------------------------------------- igpo-env serve scorer
+
+
+def test_cli_serve_scorer_builds_hf_scorer_and_serves(tmp_path, monkeypatch):
+    from testing_utils import tiny_causal_lm, tiny_tokenizer
+
+    from igpo_env import cli
+    from igpo_env.scoring import server as server_module
+    from igpo_env.scoring.hf import HFScorer
+
+    tiny_causal_lm().save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    served = {}
+    monkeypatch.setattr(server_module, "serve", lambda scorer, **kw: served.update(scorer=scorer, **kw))
+    argv = ["serve", "scorer", "--model", str(tmp_path), "--port", "8123", "--device", "cpu", "--max-batch", "7"]
+    assert cli.main(argv) == 0
+    assert isinstance(served["scorer"], HFScorer) and served["scorer"].batch_size == 7
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["max_batch"] == 7
+    assert served["scorer"].score(["Karsel is a city.\n"], ["Karsel"])[0].mean_logprob < 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--model", "/nonexistent/model"], "no such model directory"),
+        (["--model", ".", "--max-batch", "0"], "max_batch"),
+        (["--model", ".", "--port", "70000"], "--port"),
+        (["--model", ".", "--max-wait-ms", "-1"], "max_wait_ms"),
+    ],
+)
+def test_cli_serve_scorer_user_errors(extra, match, capsys):
+    from igpo_env import cli
+
+    assert cli.main(["serve", "scorer", *extra]) == 2
+    assert match in capsys.readouterr().err
