@@ -1,0 +1,220 @@
+"""InformationGainWrapper: IGPO's dense per-turn information-gain rewards for any agent on SearchQA-v0.
+
+After every non-final turn t, a scorer gives the probability of the gold answer as if the agent answered right now
+(``p_t``; see DESIGN.md "Information gain" and :mod:`igpo_env.scoring.templates`), and the turn earns
+``r_t = r_env + ig_coef * IG_t`` with ``IG_t = p_t - p_{t-1}`` (``mode="prob_diff"``, IGPO) or the difference of
+mean log-probs (``mode="log_prob_diff"``). ``p_0`` is scored at reset on the bare prompt.
+
+Reward rules:
+    - Search turn: ``0 + ig_coef * IG``. Invalid turn: ``format_penalty + ig_coef * IG`` (IGPO keeps the env reward
+      of a non-final turn; IG still measures what the turn's observation, the format hint, changed).
+    - Answering turn: the outcome reward (``final="outcome"``, IGPO: the answering turn gets no IG and is not
+      scored), or ``outcome + ig_coef * IG`` (``final="outcome+ig"``; the transcript then ends with the answer).
+    - Truncated turn (turn limit without an answer): its IG, no outcome.
+
+``info["information_gain"] = {"p_prev", "p", "mean_logprob", "reward"}`` on every step (``reward`` is the added
+``ig_coef * IG`` term; at reset ``p_prev == p == p_0`` and ``reward == 0``; on an unscored answering turn ``p`` and
+``mean_logprob`` are NaN). ``info["outcome"]`` is the env's outcome reward on the answering turn.
+
+The wrapper reads only the transcript (``info["messages"]``) and ``env.unwrapped.ground_truth``, so any agent
+works: an LLM, a scripted policy, a human typing.
+
+Classes: :class:`InformationGainWrapper`. Function: :func:`score_gold` (shared with the vector twin).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from igpo_env.scoring.base import CachingScorer, Context, Scorer
+from igpo_env.scoring.math import aggregate_aliases, check_alias, check_mode, potential
+from igpo_env.scoring.templates import IGTemplate, render_scoring_prefix
+from igpo_env.types import Message
+from igpo_env.wrappers.shaping import TurnShapingWrapper, check_number
+
+__all__ = ["InformationGainWrapper", "FINAL_MODES", "score_gold", "check_ig_args"]
+
+FINAL_MODES = ("outcome", "outcome+ig")
+"""Reward of the answering turn: the outcome only (IGPO) or the outcome plus that turn's IG."""
+
+
+def check_ig_args(scorer: Any, mode: Any, alias: Any, final: Any, ig_coef: Any, template: Any) -> float:
+    """Validate the shared arguments of the information-gain wrappers; return ``ig_coef`` as float.
+
+    Example:
+        >>> check_ig_args(object(), "prob_diff", "first", "outcome", 1.0, None)
+        Traceback (most recent call last):
+        ...
+        TypeError: `scorer` must have a score(contexts, targets) method (a Scorer), got object
+    """
+    if not callable(getattr(scorer, "score", None)):
+        name = type(scorer).__name__
+        raise TypeError(f"`scorer` must have a score(contexts, targets) method (a Scorer), got {name}")
+    check_mode(mode)
+    check_alias(alias)
+    if final not in FINAL_MODES:
+        raise ValueError(f"`final` must be one of {FINAL_MODES}, got {final!r}")
+    if template is not None and not isinstance(template, IGTemplate):
+        raise TypeError(f"`template` must be an IGTemplate or None, got {type(template).__name__}")
+    return check_number("ig_coef", ig_coef, minimum=0.0)
+
+
+def score_gold(
+    scorer: Scorer,
+    contexts: Sequence[list[Message]],
+    ground_truths: Sequence[Sequence[str]],
+    alias: str = "first",
+    mode: str = "prob_diff",
+    template: IGTemplate | None = None,
+    cache_keys: Sequence[Hashable] | None = None,
+) -> list[float]:
+    """Score the gold answer after each transcript (aggregated mean log-prob), one scorer call for all rows.
+
+    Args:
+        scorer: Any :class:`~igpo_env.scoring.base.Scorer` (``cache_keys`` are passed to a ``CachingScorer``).
+        contexts: Transcripts.
+        ground_truths: Gold aliases per transcript (first = canonical).
+        alias: ``"first"`` scores only the first alias; ``"max"`` / ``"mean"`` score all and aggregate.
+        mode: IG mode (decides how ``"mean"`` aggregates, see :func:`~igpo_env.scoring.math.aggregate_aliases`).
+        template: ``None``: the scorer renders messages itself; an :class:`IGTemplate`: transcripts are rendered
+            here (with ``scorer.tokenizer``'s chat template when it has one, else ChatML) and sent as strings.
+        cache_keys: One key per transcript (its episode), for prefix reuse.
+
+    Returns:
+        One mean log-prob per transcript.
+
+    Example:
+        >>> from igpo_env.scoring import OverlapScorer
+        >>> msgs = [{"role": "user", "content": "Karsel is a city"}]
+        >>> [round(math.exp(x), 3) for x in score_gold(OverlapScorer(), [msgs], [("Oslo", "Karsel")], alias="max")]
+        [0.9]
+    """
+    rows: list[Context] = []
+    targets: list[str] = []
+    keys: list[Hashable] = []
+    owner: list[int] = []
+    for i, (context, gold) in enumerate(zip(contexts, ground_truths, strict=True)):
+        aliases = list(gold[:1] if alias == "first" else gold)
+        if not aliases:
+            raise ValueError(f"ground truth #{i} holds no gold answer; the env must give at least one alias")
+        if template is not None:
+            context = render_scoring_prefix(context, getattr(scorer, "tokenizer", None), template)
+        for a in aliases:
+            rows.append(context)
+            targets.append(a)
+            owner.append(i)
+            if cache_keys is not None:
+                keys.append(cache_keys[i])
+    if cache_keys is not None and isinstance(scorer, CachingScorer):
+        scores = scorer.score(rows, targets, cache_keys=keys)
+    else:
+        scores = scorer.score(rows, targets)
+    if len(scores) != len(rows):
+        raise ValueError(f"scorer returned {len(scores)} scores for {len(rows)} (context, target) pairs")
+    per: list[list[float]] = [[] for _ in contexts]
+    for i, s in zip(owner, scores, strict=True):
+        per[i].append(float(s.mean_logprob))
+    return [aggregate_aliases(values, alias, mode) for values in per]
+
+
+class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs):
+    """Add IGPO information-gain turn rewards to a SearchQA-v0 env (see the module docstring for the exact rules).
+
+    Args:
+        env: A SearchQA-v0-like env (``info["messages"]`` and ``env.unwrapped.ground_truth``).
+        scorer: Any :class:`~igpo_env.scoring.base.Scorer` (e.g. :class:`~igpo_env.scoring.hf.HFScorer` of the
+            policy). A ``CachingScorer`` gets one cache key per episode and reuses the encoded transcript.
+        mode: ``"prob_diff"`` (IGPO) or ``"log_prob_diff"``.
+        alias: Gold aliases: ``"first"`` (IGPO), ``"max"`` or ``"mean"``.
+        final: ``"outcome"`` (IGPO) or ``"outcome+ig"``.
+        ig_coef: Weight of the IG term (>= 0; 0 leaves the env rewards unchanged).
+        template: ``None`` (the scorer's own template, IGPO's by default) or an :class:`IGTemplate` to render with.
+
+    Example:
+        >>> import gymnasium as gym, igpo_env
+        >>> from igpo_env.data.toy import toy_corpus, toy_qa
+        >>> from igpo_env.retrieval import BM25Retriever
+        >>> from igpo_env.scoring import OverlapScorer
+        >>> env = gym.make("SearchQA-v0", dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
+        >>> env = InformationGainWrapper(env, OverlapScorer())
+        >>> obs, info = env.reset(options={"question_id": "tq0"})  # gold: Karsel
+        >>> round(info["information_gain"]["p"], 2)
+        0.05
+        >>> obs, reward, terminated, truncated, info = env.step("<search>capital of Ostrand</search>")
+        >>> round(reward, 2), round(info["information_gain"]["p"], 2)
+        (0.85, 0.9)
+        >>> obs, reward, terminated, truncated, info = env.step("<answer>Karsel</answer>")
+        >>> reward, info["outcome"], terminated
+        (1.0, 1.0, True)
+
+    Change logs:
+        v0.1.0: added.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        scorer: Scorer,
+        mode: str = "prob_diff",
+        alias: str = "first",
+        final: str = "outcome",
+        ig_coef: float = 1.0,
+        template: IGTemplate | None = None,
+    ) -> None:
+        ig_coef = check_ig_args(scorer, mode, alias, final, ig_coef, template)
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            scorer=scorer,
+            mode=mode,
+            alias=alias,
+            final=final,
+            ig_coef=ig_coef,
+            template=template,
+            _disable_deepcopy=True,
+        )
+        TurnShapingWrapper.__init__(self, env, ig_coef, 1.0, final == "outcome+ig", "information_gain")
+        self.scorer = scorer
+        self.mode = mode
+        self.alias = alias
+        self.final = final
+        self.ig_coef = ig_coef
+        self.template = template
+        self._uid = uuid.uuid4().hex
+        self._episodes = itertools.count()
+        self._key: Hashable | None = None
+        self._p: float = math.nan
+
+    @property
+    def p(self) -> float:
+        """Probability of the gold answer after the latest scored turn (NaN before reset)."""
+        return self._p
+
+    def begin_episode(self) -> None:
+        """Open a new cache key for the episode."""
+        self._key = (self._uid, next(self._episodes))
+        self._p = math.nan
+
+    def end_episode(self) -> None:
+        """Release the episode's prefix cache in the scorer."""
+        if self._key is not None and isinstance(self.scorer, CachingScorer):
+            self.scorer.release([self._key])
+        self._key = None
+
+    def compute_potential(self, messages: list[Message], ground_truth: Sequence[str]) -> tuple[float, dict[str, Any]]:
+        """Score the gold answer after ``messages``; the potential is ``p`` or the mean log-prob (per ``mode``)."""
+        keys = [self._key] if self._key is not None else None
+        (logp,) = score_gold(self.scorer, [messages], [ground_truth], self.alias, self.mode, self.template, keys)
+        p = math.exp(logp)
+        record = {"p_prev": p if math.isnan(self._p) else self._p, "p": p, "mean_logprob": logp}
+        self._p = p
+        return potential(logp, self.mode), record
+
+    def unscored_record(self) -> dict[str, Any]:
+        """Answering turn with ``final="outcome"``: not scored."""
+        return {"p_prev": self._p, "p": math.nan, "mean_logprob": math.nan}
