@@ -1,0 +1,297 @@
+"""IGPOTrainer: TRL's GRPOTrainer with multi-turn SearchQA rollouts and information-gain turn-level advantages."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOTrainer
+
+from agents.igpo.advantages import (
+    paper_turn_advantages,
+    released_token_advantages,
+    released_token_rewards,
+    turn_to_token_advantages,
+)
+from agents.igpo.igpo_config import IGPOConfig
+from agents.rollout import IGSpec, Rollout, generate_rollouts, make_envs
+
+__all__ = ["IGPOTrainer", "outcome_reward", "make_train_dataset"]
+
+logger = logging.getLogger(__name__)
+
+ZERO_ADVANTAGE_ATOL = 1e-8
+"""A group whose every loss-token advantage is within this of 0 counts as zero-variance (no learning signal)."""
+
+
+def outcome_reward(completions: list, outcome: list[float], **kwargs: Any) -> list[float]:
+    """TRL reward function: the episode return of each rollout (passed through from the rollout).
+
+    Example:
+        >>> outcome_reward([[], []], outcome=[1.0, -2.0])
+        [1.0, -2.0]
+    """
+    return [float(x) for x in outcome]
+
+
+def make_train_dataset(examples: Sequence[Any]) -> Any:
+    """Build a ``datasets.Dataset`` with one row per question: ``prompt`` and ``question_id``.
+
+    The environment renders the real prompt; ``prompt`` (the question as a user message) is only used for logs.
+
+    Example:
+        >>> from igpo_env.data.toy import toy_qa
+        >>> ds = make_train_dataset(toy_qa())
+        >>> ds[0]["question_id"], ds[0]["prompt"][0]["role"]
+        ('tq0', 'user')
+    """
+    from datasets import Dataset
+
+    rows = [{"prompt": [{"role": "user", "content": ex.question}], "question_id": str(ex.id)} for ex in examples]
+    if not rows:
+        raise ValueError("`examples` is empty: nothing to train on")
+    return Dataset.from_list(rows)
+
+
+def _load_scorer(spec: str) -> Any:
+    if spec.startswith(("http://", "https://")):
+        from igpo_env.scoring.client import RemoteScorer
+
+        return RemoteScorer(spec)
+    from igpo_env.scoring.hf import HFScorer
+
+    return HFScorer.from_pretrained(spec)
+
+
+class IGPOTrainer(GRPOTrainer):
+    """GRPO with multi-turn search rollouts and IGPO's turn-level advantages (information gain per turn).
+
+    Hooks overridden (nothing else of ``GRPOTrainer`` is copied):
+
+    - ``rollout_func`` (TRL's hook, passed to the parent): plays ``num_generations`` episodes per prompt with
+      :func:`agents.rollout.generate_rollouts` (KV cache kept across turns, IG scored as a branch off it when
+      ``scorer="policy"``) and returns ``prompt_ids``, ``completion_ids``, ``env_mask`` (observation tokens 0, so they
+      carry no loss) and the episode return as ``outcome`` for :func:`outcome_reward`.
+    - ``_generate_and_score_completions``: calls the parent (rewards, old/ref log-probs, GRPO's sequence advantage),
+      then replaces ``advantages`` (B,) by per-token advantages (B, T) computed by :mod:`agents.igpo.advantages`; the
+      parent's ``_compute_loss`` (clipped surrogate, KL ``beta``) consumes them unchanged.
+
+    With ``ig_coef=0`` (and ``advantage="paper"``) the per-token advantage of every assistant token is the parent's
+    GRPO sequence advantage (discounted by ``gamma`` per remaining turn): the GRPO baseline is TRL's GRPO.
+
+    ``use_vllm=True``: generation inside the rollout still uses the policy's KV cache in transformers (TRL's
+    ``VLLMGeneration`` serves single-turn prompts; a multi-turn vLLM loop with prefix caching is not implemented
+    here, and vLLM needs a GPU). It raises a clear error instead of silently falling back.
+
+    Args:
+        model: Model id/path or a ``PreTrainedModel``.
+        args: An :class:`~agents.igpo.igpo_config.IGPOConfig`.
+        train_dataset: Rows with ``question_id`` (and ``prompt``); default: every question of the env's dataset.
+        processing_class: The tokenizer (default: loaded with the model).
+        reward_funcs: Default ``[outcome_reward]``; extra functions may read ``outcome`` / ``final_f1`` columns.
+        envs: Pre-built envs (one per rollout of a generation batch); default: built from ``args.env_kwargs``.
+        scorer: A :class:`~igpo_env.scoring.base.Scorer` overriding ``args.scorer``.
+        **kwargs: Passed to ``GRPOTrainer`` (``callbacks``, ``optimizers``, ``peft_config``, ...).
+
+    Example:
+        >>> from igpo_env.data.toy import toy_corpus, toy_qa
+        >>> from igpo_env.retrieval import BM25Retriever
+        >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+        >>> args = IGPOConfig(output_dir="/tmp/igpo-doc", max_steps=1, num_generations=2,
+        ...     per_device_train_batch_size=2, max_turns=2, max_turn_tokens=4, report_to="none",
+        ...     gradient_checkpointing=False, use_cpu=True, bf16=False, beta=0.0, save_strategy="no",
+        ...     disable_tqdm=True,
+        ...     env_kwargs={"dataset": toy_qa(), "retriever": BM25Retriever.from_docs(toy_corpus())})
+        >>> trainer = IGPOTrainer(tiny_causal_lm(), args, processing_class=tiny_tokenizer())  # doctest: +SKIP
+        >>> trainer.train().global_step  # doctest: +SKIP
+        1
+    """
+
+    _tag_names = ["trl", "igpo"]
+
+    def __init__(
+        self,
+        model: Any,
+        args: IGPOConfig,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        reward_funcs: Any = None,
+        envs: Sequence[Any] | None = None,
+        scorer: Any = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(args, IGPOConfig):
+            raise TypeError(f"`args` must be an IGPOConfig, got {type(args).__name__}")
+        if args.use_vllm:
+            from igpo_env.error import Error
+
+            raise Error(
+                "IGPOTrainer with use_vllm=True is not implemented: multi-turn rollouts run in transformers with a "
+                "KV cache kept across turns. Set use_vllm=False (the GPU still runs the model)."
+            )
+        if "rollout_func" in kwargs:
+            raise TypeError("IGPOTrainer provides its own `rollout_func`; do not pass one")
+        self._envs = list(envs) if envs is not None else None
+        if train_dataset is None:
+            probe = self._envs[0] if self._envs else make_envs(1, args.env_id, **args.env_kwargs)[0]
+            train_dataset = make_train_dataset(getattr(probe, "unwrapped", probe).examples)
+        if "question_id" not in train_dataset.column_names:
+            raise ValueError(
+                f"`train_dataset` needs a `question_id` column (the env plays that question), got columns "
+                f"{train_dataset.column_names}; build one with agents.igpo.igpo_trainer.make_train_dataset"
+            )
+        self._pending_inputs: list[dict[str, Any]] | None = None
+        self._last_rollouts: list[Rollout] = []
+        self._rollout_calls = 0
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs if reward_funcs is not None else [outcome_reward],
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                rollout_func=lambda prompts, trainer: trainer._igpo_rollout(prompts),
+                **kwargs,
+            )
+        if scorer is None and args.scorer != "policy" and args.ig_coef != 0:
+            scorer = _load_scorer(args.scorer)
+        self.ig_scorer = scorer
+
+    # ------------------------------------------------------------------ rollouts (TRL's rollout_func hook)
+    def _get_envs(self, n: int) -> list[Any]:
+        if self._envs is None or len(self._envs) < n:
+            have = self._envs or []
+            self._envs = have + make_envs(n - len(have), self.args.env_id, **self.args.env_kwargs)
+        return self._envs
+
+    def _igpo_rollout(self, prompts: list) -> dict[str, Any]:
+        inputs = self._pending_inputs
+        if inputs is None or len(inputs) != len(prompts):
+            raise RuntimeError("IGPOTrainer rollout called without its inputs (use it through train())")
+        args = self.args
+        qids = [str(x["question_id"]) for x in inputs]
+        envs = self._get_envs(len(qids))
+        mode = "train" if self.model.training else "eval"
+        ig = IGSpec(mode=args.ig_mode, alias=args.ig_alias, scorer=self.ig_scorer) if args.ig_coef != 0 else None
+        seed = args.seed * 1_000_003 + self._rollout_calls * 7919 + self.accelerator.process_index
+        self._rollout_calls += 1
+        from trl.models import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
+            rollouts, stats = generate_rollouts(
+                unwrapped,
+                self.processing_class,
+                envs,
+                qids,
+                max_turns=args.max_turns,
+                max_turn_tokens=args.max_turn_tokens,
+                max_completion_length=args.max_completion_length,
+                temperature=args.temperature,
+                top_k=args.top_k or 0,
+                top_p=args.top_p,
+                stop_strings=args.stop_strings,
+                ig=ig,
+                seed=seed,
+            )
+        self._last_rollouts = rollouts
+        m = self._metrics[mode]
+        m["rollout/seconds"].append(stats.total_seconds)
+        m["rollout/ig_seconds"].append(stats.ig_seconds)
+        m["rollout/ig_share"].append(stats.ig_share)
+        m["rollout/turns"].append(float(np.mean([r.num_turns for r in rollouts])))
+        m["rollout/answered"].append(float(np.mean([r.terminated for r in rollouts])))
+        m["rollout/f1"].append(float(np.mean([r.f1 for r in rollouts])))
+        if ig is not None:
+            igs = [x for r in rollouts for x in r.ig_rewards]
+            m["rollout/ig_mean"].append(float(np.mean(igs)) if igs else 0.0)
+        return {
+            "prompt_ids": [r.prompt_ids for r in rollouts],
+            "completion_ids": [r.completion_ids for r in rollouts],
+            "logprobs": None,
+            "env_mask": [r.env_mask for r in rollouts],
+            "outcome": [r.outcome for r in rollouts],
+            "final_f1": [r.f1 for r in rollouts],
+        }
+
+    # ------------------------------------------------------------------ advantages
+    def _check_groups(self, inputs: list[dict[str, Any]], group_size: int) -> None:
+        if len(inputs) % group_size:
+            raise RuntimeError(f"generation batch of {len(inputs)} is not a whole number of groups of {group_size}")
+        for g in range(0, len(inputs), group_size):
+            ids = {str(x["question_id"]) for x in inputs[g : g + group_size]}
+            if len(ids) != 1:
+                raise RuntimeError(f"a group of rollouts mixes prompts {sorted(ids)}; groups must hold one prompt")
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        self._check_groups(inputs, group_size)
+        self._pending_inputs = inputs
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._pending_inputs = None
+        rollouts = self._last_rollouts
+        seq_adv = output["advantages"]
+        width = output["completion_ids"].shape[1]
+        local = self._token_advantages(rollouts, seq_adv, group_size, width)
+        output["advantages"] = local.to(seq_adv.device)
+        mask = output["completion_mask"] * output.get("tool_mask", torch.ones_like(output["completion_mask"]))
+        zero = ((local.abs() <= ZERO_ADVANTAGE_ATOL) | (mask.cpu() == 0)).all(dim=1).view(-1, group_size).all(dim=1)
+        self._metrics[mode]["zero_variance_group_frac"].append(zero.float().mean().item())
+        return output
+
+    def _token_advantages(
+        self, rollouts: list[Rollout], seq_adv: torch.Tensor, group_size: int, width: int
+    ) -> torch.Tensor:
+        """Per-token advantages (B, width) of this process's rollouts; groups normalized over all processes."""
+        args = self.args
+        local_n = len(rollouts)
+        records = [(r.ig_rewards, r.outcome, r.turn_spans, r.obs_ends, len(r.completion_ids)) for r in rollouts]
+        all_records = gather_object(records) if self.accelerator.num_processes > 1 else records
+        offset = self.accelerator.process_index * local_n if self.accelerator.num_processes > 1 else 0
+        group_ids = [i // group_size for i in range(len(all_records))]
+        out = torch.zeros(local_n, width, dtype=torch.float32)
+        if args.advantage == "released":
+            token_rewards = [
+                released_token_rewards(length, obs_ends, ig, outcome, ig_coef=args.ig_coef)
+                for ig, outcome, _, obs_ends, length in all_records
+            ]
+            adv = released_token_advantages(token_rewards, group_ids)
+            for i in range(local_n):
+                a = adv[offset + i]
+                out[i, : len(a)] = torch.from_numpy(a).float()
+            return out
+        if args.ig_coef == 0:
+            # plain GRPO: the parent's sequence advantage is the normalized outcome of the final turn
+            for i, r in enumerate(rollouts):
+                t_final = len(r.turn_spans)
+                turn_adv = [float(seq_adv[i]) * args.gamma ** (t_final - 1 - t) for t in range(t_final)]
+                out[i, : len(r.completion_ids)] = torch.from_numpy(
+                    turn_to_token_advantages(turn_adv, r.turn_spans, len(r.completion_ids))
+                ).float()
+            return out
+        turn_adv = paper_turn_advantages(
+            [rec[0] for rec in all_records],
+            [rec[1] for rec in all_records],
+            group_ids,
+            normalization=args.normalization,
+            gamma=args.gamma,
+            ig_coef=args.ig_coef,
+            eps=args.advantage_eps,
+        )
+        for i, r in enumerate(rollouts):
+            a = turn_to_token_advantages(turn_adv[offset + i], r.turn_spans, len(r.completion_ids))
+            out[i, : len(a)] = torch.from_numpy(a).float()
+        if not all(math.isfinite(x) for row in turn_adv for x in row):
+            raise FloatingPointError("non-finite advantages: check the rewards")
+        return out

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from agents.igpo.igpo_config import IGPOConfig
+
+BASE = dict(output_dir="/tmp/igpo-config-test", report_to="none", use_cpu=True, bf16=False)
+
+
+def test_defaults_and_help():
+    cfg = IGPOConfig(**BASE)
+    assert (cfg.ig_coef, cfg.ig_mode, cfg.ig_alias, cfg.normalization, cfg.gamma) == (
+        1.0,
+        "prob_diff",
+        "first",
+        "joint",
+        1.0,
+    )
+    assert cfg.advantage == "paper" and cfg.scorer == "policy" and cfg.beta == 0.001 and cfg.epsilon == 0.2
+    assert cfg.env_kwargs == {} and cfg.stop_strings == ["</search>", "</answer>"]
+    for name in ("ig_coef", "ig_mode", "ig_alias", "normalization", "gamma", "advantage", "max_turns", "scorer"):
+        assert IGPOConfig.__dataclass_fields__[name].metadata["help"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"ig_coef": -0.1}, "`ig_coef` must be >= 0"),
+        ({"ig_mode": "diff"}, "`ig_mode` must be one of"),
+        ({"ig_alias": "min"}, "`ig_alias` must be one of"),
+        ({"normalization": "both"}, "`normalization` must be one of"),
+        ({"gamma": 1.5}, r"`gamma` must be in \[0, 1\]"),
+        ({"advantage": "mine"}, "`advantage` must be one of"),
+        ({"advantage": "released", "gamma": 0.9}, "set `gamma=1.0`"),
+        ({"max_turns": 0}, "`max_turns` must be >= 1"),
+        ({"max_turn_tokens": 0}, "`max_turn_tokens` must be >= 1"),
+        ({"max_completion_length": 8, "max_turn_tokens": 16}, "`max_completion_length` \\(8\\) must be >="),
+        ({"scorer": ""}, "`scorer` must be"),
+    ],
+)
+def test_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        IGPOConfig(**BASE, **kwargs)
