@@ -1,6 +1,6 @@
 """Client of the igpo-env scorer server (``igpo-env serve scorer``): :class:`RemoteScorer`.
 
-It implements the :class:`~igpo_env.scoring.base.Scorer` protocol over HTTP, so an
+It implements the :class:`~igpo_env.scoring.base.CachingScorer` protocol over HTTP, so an
 ``InformationGainWrapper`` in any env worker can share one scorer model hosted elsewhere (typically on a GPU).
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from igpo_env.error import RemoteError
@@ -25,6 +26,8 @@ RETRY_BACKOFF_S = 0.2
 RETRY_STATUS = frozenset({502, 503, 504})
 """HTTP statuses worth retrying (gateway / overload); other errors are reported at once."""
 MAX_ERROR_CHARS = 500
+CLIENT_ID_CHARS = 12
+"""Length of the random per-client prefix of cache keys."""
 
 
 def _check_url(url: Any) -> str:
@@ -164,6 +167,7 @@ class RemoteScorer:
         self.retries = retries
         self.max_items = max_items
         self._client = httpx.Client(timeout=self.timeout)
+        self._namespace = uuid.uuid4().hex[:CLIENT_ID_CHARS]
 
     def health(self) -> dict[str, Any]:
         """``GET /health``: status, limits and batch stats of the server."""
@@ -173,9 +177,19 @@ class RemoteScorer:
         return body
 
     def score(
-        self, contexts: Sequence[str] | Sequence[Sequence[Message]], targets: Sequence[str]
+        self,
+        contexts: Sequence[str] | Sequence[Sequence[Message]],
+        targets: Sequence[str],
+        cache_keys: Sequence[Hashable | None] | None = None,
     ) -> list[TargetScore]:
-        """Score each target given its context on the server; see :class:`~igpo_env.scoring.base.Scorer`.
+        """Score each target given its context on the server; see :class:`~igpo_env.scoring.base.CachingScorer`.
+
+        Args:
+            contexts: Message lists or rendered prefix strings.
+            targets: Gold answer strings.
+            cache_keys: Optional stream key per pair (e.g. an episode id): a caching scorer on the server reuses
+                that stream's encoded transcript across calls. Keys are namespaced per client, so workers cannot
+                collide; results equal a call without keys.
 
         Raises:
             ValueError: ``contexts`` and ``targets`` differ in length.
@@ -186,8 +200,11 @@ class RemoteScorer:
             raise ValueError(
                 f"`contexts` and `targets` must have the same length, got {len(contexts)} and {len(targets)}"
             )
+        if cache_keys is not None and len(cache_keys) != len(targets):
+            raise ValueError(f"`cache_keys` must have one key per pair ({len(targets)}), got {len(cache_keys)}")
         if not targets:
             return []
+        keys = None if cache_keys is None else [None if k is None else self._wire_key(k) for k in cache_keys]
         if self.max_items is None:
             limit = self.health().get("max_items")
             self.max_items = limit if isinstance(limit, int) and limit > 0 else len(targets)
@@ -195,11 +212,22 @@ class RemoteScorer:
         for start in range(0, len(targets), self.max_items):
             ctx = [c if isinstance(c, str) else [dict(m) for m in c] for c in contexts[start : start + self.max_items]]
             tgt = list(targets[start : start + self.max_items])
-            body = http_request(
-                self._client, "POST", f"{self.url}/score", self.retries, json={"contexts": ctx, "targets": tgt}
-            )
+            payload: dict[str, Any] = {"contexts": ctx, "targets": tgt}
+            if keys is not None:
+                payload["cache_keys"] = keys[start : start + self.max_items]
+            body = http_request(self._client, "POST", f"{self.url}/score", self.retries, json=payload)
             out.extend(parse_scores(body, len(tgt), f"{self.url}/score"))
         return out
+
+    def release(self, cache_keys: Sequence[Hashable]) -> None:
+        """Let the server drop the prefix caches of these keys (finished episodes); unknown keys are ignored."""
+        keys = [self._wire_key(k) for k in cache_keys]
+        for start in range(0, len(keys), self.max_items or len(keys) or 1):
+            chunk = keys[start : start + (self.max_items or len(keys))]
+            http_request(self._client, "POST", f"{self.url}/release", self.retries, json={"cache_keys": chunk})
+
+    def _wire_key(self, key: Hashable) -> str:
+        return f"{self._namespace}:{key!r}"
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

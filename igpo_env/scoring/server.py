@@ -4,6 +4,10 @@ Protocol:
 
 - ``POST /score`` with ``{"contexts": [str | [{"role", "content"}, ...]], "targets": [str]}`` answers
   ``{"scores": [{"token_logprobs": [float, ...], "mean_logprob": float}, ...]}`` (one per pair, in order).
+- ``POST /release`` with ``{"cache_keys": [str]}`` lets a :class:`~igpo_env.scoring.base.CachingScorer` (e.g.
+  ``HFScorer``) drop the prefix KV caches of finished episodes. ``/score`` takes optional ``"cache_keys"``
+  (one per pair, or null) that such a scorer uses to reuse an episode's encoded transcript across calls; other
+  scorers ignore them.
 - ``GET /health`` answers ``{"status": "ok", ...limits..., "stats": {...}}``; ``GET /stats`` the batch counters.
 
 Concurrent requests are queued; one worker collects them for up to ``max_wait_ms`` (or until ``max_batch`` pairs are
@@ -19,6 +23,7 @@ benchmarks and notebooks), :class:`BatchStats`. The client is :class:`igpo_env.s
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 import threading
@@ -58,6 +63,8 @@ DEFAULT_MAX_CHARS = 200_000
 JSON_BYTES_PER_CHAR = 12
 """Worst-case JSON bytes per Python character (a ``\\ud83d\\ude00`` escape), for the request body limit."""
 BODY_OVERHEAD_BYTES = 65_536
+MAX_KEY_CHARS = 256
+"""Longest cache key (an episode id) accepted."""
 SERVER_START_TIMEOUT_S = 30.0
 SERVER_STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.01
@@ -77,6 +84,14 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     contexts: list[str | list[ChatMessage]]
     targets: list[str]
+    cache_keys: list[str | None] | None = None
+
+
+class ReleaseRequest(BaseModel):
+    """Body of ``POST /release``: cache keys whose prefix state the scorer may drop (finished episodes)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    cache_keys: list[str]
 
 
 @dataclass
@@ -90,6 +105,7 @@ class BatchStats:
         max_batch_items: Largest number of pairs in one scorer call.
         max_batch_requests: Largest number of requests merged into one collection round.
         failed_items: Pairs whose scoring raised.
+        released: Cache keys released through ``POST /release``.
     """
 
     requests: int = 0
@@ -98,6 +114,7 @@ class BatchStats:
     max_batch_items: int = 0
     max_batch_requests: int = 0
     failed_items: int = 0
+    released: int = 0
 
     @property
     def mean_batch_items(self) -> float:
@@ -112,11 +129,12 @@ class BatchStats:
 class _Pending:
     """One validated request waiting for the batcher."""
 
-    __slots__ = ("contexts", "targets", "future", "results", "error")
+    __slots__ = ("contexts", "targets", "keys", "future", "results", "error")
 
-    def __init__(self, contexts: list, targets: list[str], future: asyncio.Future) -> None:
+    def __init__(self, contexts: list, targets: list[str], keys: list | None, future: asyncio.Future) -> None:
         self.contexts = contexts
         self.targets = targets
+        self.keys = keys
         self.future = future
         self.results: list[TargetScore | None] = [None] * len(targets)
         self.error: BaseException | None = None
@@ -132,6 +150,15 @@ class _DynamicBatcher:
         self._stats = stats
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
+        self._lock = threading.Lock()  # one scorer call (score or release) at a time
+        self.caching = _accepts_cache_keys(scorer)
+
+    def release(self, keys: list[str]) -> None:
+        """Forget the scorer's prefix caches of ``keys`` (runs in a worker thread)."""
+        if self.caching:
+            with self._lock:
+                self._scorer.release(keys)
+        self._stats.released += len(keys)
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -149,11 +176,11 @@ class _DynamicBatcher:
             if not pending.future.done():
                 pending.future.set_exception(RemoteError("scorer server is shutting down"))
 
-    async def submit(self, contexts: list, targets: list[str]) -> list[TargetScore]:
+    async def submit(self, contexts: list, targets: list[str], keys: list | None = None) -> list[TargetScore]:
         if self._queue is None:
             raise RemoteError("scorer server is not running (the batcher was not started)")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(contexts, targets, future))
+        await self._queue.put(_Pending(contexts, targets, keys, future))
         return await future
 
     async def _collect(self) -> list[_Pending]:
@@ -216,7 +243,12 @@ class _DynamicBatcher:
     def _call(self, chunk: list[tuple[_Pending, int]]) -> list[TargetScore]:
         contexts = [p.contexts[i] for p, i in chunk]
         targets = [p.targets[i] for p, i in chunk]
-        scores = list(self._scorer.score(contexts, targets))
+        keys = [p.keys[i] if p.keys is not None else None for p, i in chunk]
+        with self._lock:
+            if self.caching and any(k is not None for k in keys):
+                scores = list(self._scorer.score(contexts, targets, cache_keys=keys))
+            else:
+                scores = list(self._scorer.score(contexts, targets))
         if len(scores) != len(chunk):
             raise RemoteError(f"the scorer returned {len(scores)} scores for {len(chunk)} pairs")
         self._stats.batches += 1
@@ -233,6 +265,16 @@ class _DynamicBatcher:
     def _assign(chunk: list[tuple[_Pending, int]], scores: list[TargetScore]) -> None:
         for (pending, i), score in zip(chunk, scores, strict=True):
             pending.results[i] = score
+
+
+def _accepts_cache_keys(scorer: Any) -> bool:
+    """Whether ``scorer`` is a CachingScorer: ``score(..., cache_keys=...)`` and ``release(keys)``."""
+    if not callable(getattr(scorer, "release", None)):
+        return False
+    try:
+        return "cache_keys" in inspect.signature(scorer.score).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_positive(name: str, value: float, kind: type = int) -> None:
@@ -263,6 +305,8 @@ def _validate_pairs(req: ScoreRequest, max_items: int, max_chars: int) -> tuple[
         return 422, "`contexts` must not be empty"
     if len(req.targets) != n:
         return 422, f"`contexts` and `targets` must have the same length, got {n} and {len(req.targets)}"
+    if req.cache_keys is not None and len(req.cache_keys) != n:
+        return 422, f"`cache_keys` must have one key (or null) per pair ({n}), got {len(req.cache_keys)}"
     if n > max_items:
         return 413, f"too many pairs: {n} > max_items={max_items}; split the request"
     for i, (context, target) in enumerate(zip(req.contexts, req.targets, strict=True)):
@@ -276,6 +320,8 @@ def _validate_pairs(req: ScoreRequest, max_items: int, max_chars: int) -> tuple[
             return 413, f"contexts[{i}] has {n_chars} characters > max_chars={max_chars}"
         if not target:
             return 422, f"targets[{i}] is empty; a target needs at least one character"
+        if req.cache_keys is not None and len(req.cache_keys[i] or "") > MAX_KEY_CHARS:
+            return 413, f"cache_keys[{i}] has more than {MAX_KEY_CHARS} characters"
         if len(target) > max_chars:
             return 413, f"targets[{i}] has {len(target)} characters > max_chars={max_chars}"
     return None
@@ -328,7 +374,7 @@ def create_app(
 
     stats = BatchStats()
     batcher = _DynamicBatcher(scorer, max_batch, max_wait_ms / 1000.0, stats)
-    max_body_bytes = 2 * max_items * max_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
+    max_body_bytes = max_items * (2 * max_chars + MAX_KEY_CHARS) * JSON_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
     limits = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_items": max_items, "max_chars": max_chars}
 
     @asynccontextmanager
@@ -343,6 +389,7 @@ def create_app(
     app.state.scorer = scorer
     app.state.stats = stats
     app.state.limits = limits
+    app.state.max_body_bytes = max_body_bytes
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -353,11 +400,24 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "scorer": type(scorer).__name__, **limits, "stats": stats.as_dict()}
+        return {
+            "status": "ok",
+            "scorer": type(scorer).__name__,
+            "caching": batcher.caching,
+            **limits,
+            "stats": stats.as_dict(),
+        }
 
     @app.get("/stats")
     async def get_stats() -> dict:
         return stats.as_dict()
+
+    @app.post("/release")
+    async def release(req: ReleaseRequest):
+        if len(req.cache_keys) > max_items:
+            return JSONResponse({"detail": f"too many keys: {len(req.cache_keys)} > max_items={max_items}"}, 413)
+        await asyncio.to_thread(batcher.release, list(req.cache_keys))
+        return {"released": len(req.cache_keys), "caching": batcher.caching}
 
     @app.post("/score")
     async def score(req: ScoreRequest):
@@ -366,7 +426,7 @@ def create_app(
             return JSONResponse({"detail": problem[1]}, status_code=problem[0])
         contexts = [c if isinstance(c, str) else [m.model_dump() for m in c] for c in req.contexts]
         try:
-            results = await batcher.submit(contexts, list(req.targets))
+            results = await batcher.submit(contexts, list(req.targets), req.cache_keys)
         except (ValueError, TypeError, Error) as e:
             status = 500 if isinstance(e, RemoteError) else 422
             return JSONResponse({"detail": f"{type(e).__name__}: {e}"}, status_code=status)

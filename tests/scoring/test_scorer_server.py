@@ -42,7 +42,8 @@ class SlowRecordingScorer:
 
 @pytest.fixture(scope="module")
 def overlap_server():
-    with ServerThread(create_app(OverlapScorer(), max_wait_ms=1, max_items=8, max_chars=200)) as server:
+    app = create_app(OverlapScorer(), max_wait_ms=1, max_items=8, max_chars=200)
+    with ServerThread(app) as server:
         yield server
 
 
@@ -82,6 +83,9 @@ BAD_BODIES = {
     "empty target": {"contexts": ["a"], "targets": [""]},
     "empty message list": {"contexts": [[]], "targets": ["x"]},
     "not an object": ["a", "b"],
+    "cache_keys mismatched": {**GOOD, "cache_keys": ["a", "b"]},
+    "cache_key int": {**GOOD, "cache_keys": [3]},
+    "cache_key too long": {**GOOD, "cache_keys": ["k" * 257]},
 }
 
 
@@ -99,7 +103,7 @@ def test_bad_json_and_huge_body(overlap_server):
     url = f"{overlap_server.url}/score"
     r = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
-    huge = b"x" * (2 * 8 * 200 * 12 + 65_536 + 1)
+    huge = b"x" * (overlap_server.app.state.max_body_bytes + 1)
     r = httpx.post(url, content=huge, headers={"content-type": "application/json"})
     assert r.status_code == 413 and "bytes" in r.json()["detail"]
     assert httpx.post(url, json=GOOD).status_code == 200
@@ -273,3 +277,41 @@ def test_cli_serve_scorer_user_errors(extra, match, capsys):
 
     assert cli.main(["serve", "scorer", *extra]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_release_endpoint_validates(overlap_server):
+    url = f"{overlap_server.url}/release"
+    assert httpx.post(url, json={"cache_keys": ["a"]}).json() == {"released": 1, "caching": False}
+    assert httpx.post(url, json={"cache_keys": "a"}).status_code == 422
+    assert httpx.post(url, json={"cache_keys": ["a"] * 9}).status_code == 413
+
+
+def test_cache_keys_reach_a_caching_scorer_and_results_match(monkeypatch):
+    from testing_utils import tiny_causal_lm, tiny_tokenizer
+
+    from igpo_env.scoring.hf import HFScorer
+
+    model, tok = tiny_causal_lm(), tiny_tokenizer()
+    hosted = HFScorer(model, tok)
+    reference = HFScorer(model, tok)
+    turns = [
+        [{"role": "user", "content": "Who founded Karsel?"}],
+        [{"role": "assistant", "content": "<search>Karsel</search>"}],
+        [{"role": "user", "content": "<information>Doc 1(Title: Karsel) Karsel was founded by Ilka.</information>"}],
+    ]
+    app = create_app(hosted, max_wait_ms=1)
+    with ServerThread(app) as server, RemoteScorer(server.url) as remote, RemoteScorer(server.url) as other:
+        assert remote.health()["caching"] is True
+        transcript = []
+        for turn in turns:
+            transcript = transcript + turn
+            got = remote.score([transcript, transcript], ["Ilka", "Karsel"], cache_keys=["ep0", "ep0"])
+            want = reference.score([transcript, transcript], ["Ilka", "Karsel"])
+            for a, b in zip(got, want, strict=True):
+                assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
+            other.score([turns[0]], ["Ilka"], cache_keys=["ep0"])  # same key, other client: no collision
+        assert hosted.num_cached_streams == 2
+        remote.release(["ep0"])
+        assert hosted.num_cached_streams == 1 and app.state.stats.released == 1
+        with pytest.raises(ValueError, match="one key per pair"):
+            remote.score(["a"], ["b"], cache_keys=[])
