@@ -106,6 +106,7 @@ def build_world(
     seed: int = 0,
     verbose: bool = True,
     questions: int | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Generate a SynthWiki world and write it to ``out_dir`` (created if needed; existing files are overwritten).
 
@@ -115,6 +116,7 @@ def build_world(
         seed: Random seed; the same seed gives byte-identical files.
         verbose: Show tqdm progress bars.
         questions: Total questions over all splits; default ``round(passages * QUESTIONS_PER_PASSAGE)``.
+        timings: If given, filled with the seconds spent per phase (``world``, ``corpus``, ``questions``).
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -133,9 +135,12 @@ def build_world(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / WORLD_FILE).unlink(missing_ok=True)
+    timings = {} if timings is None else timings
     world = generate_world(passages, seed)
     assign_splits(world)
+    timings["world"] = time.perf_counter() - start
     save_corpus(_corpus(world, verbose), out / CORPUS_FILE)
+    timings["corpus"] = time.perf_counter() - start - timings["world"]
     total = round(passages * QUESTIONS_PER_PASSAGE) if questions is None else questions
     per_split: dict[str, dict[str, int]] = {}
     for split in SPLITS:
@@ -143,6 +148,7 @@ def build_world(
         counts: Counter = Counter()
         save_flashrag_qa(_questions(world, split, n, counts, verbose), out / f"{split}.jsonl")
         per_split[split] = dict(sorted(counts.items()))
+    timings["questions"] = time.perf_counter() - start - timings["world"] - timings["corpus"]
     meta = {
         "name": "synthwiki",
         "generator_version": GENERATOR_VERSION,
