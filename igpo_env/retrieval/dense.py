@@ -159,6 +159,13 @@ def load_encoder(model: str | os.PathLike[str] | None = None, *, device: str = "
     return encoder
 
 
+def _encoder_and_name(model: Any, device: str, dtype: str) -> tuple[Any, str | None]:
+    """Return ``(encoder, name for meta.json)`` for a local path / ``None`` (loaded here) or a loaded model."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return load_encoder(model, device=device, dtype=dtype), _resolve_model(model)[0]
+    return model, getattr(model, "igpo_model_name", None)
+
+
 def _encode(encoder: Any, texts: list[str], batch_size: int) -> np.ndarray:
     """L2-normalized float32 embeddings of ``texts``, shape (len(texts), dim)."""
     vectors = encoder.encode(
@@ -365,11 +372,7 @@ class DenseRetriever:
         store = DocStore.from_docs(iter_docs(corpus))
         if len(store) == 0:
             raise ValueError("the corpus is empty; DenseRetriever needs at least one passage")
-        if model is None or isinstance(model, (str, os.PathLike)):
-            model_name = _resolve_model(model)[0]
-            encoder = load_encoder(model, device=device, dtype=dtype)
-        else:
-            model_name, encoder = getattr(model, "igpo_model_name", None), model
+        encoder, model_name = _encoder_and_name(model, device, dtype)
         work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="igpo-dense-"))
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -395,6 +398,55 @@ class DenseRetriever:
         if out_dir is not None:
             retriever.save(out_dir)
         return retriever
+
+    @classmethod
+    def from_embeddings(
+        cls,
+        embeddings: np.ndarray | str | os.PathLike[str],
+        docs: str | os.PathLike[str] | Iterable[Any],
+        *,
+        model: Any = None,
+        index_type: str = DEFAULT_INDEX_TYPE,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        chunk_size: int = DEFAULT_CHUNK,
+        verbose: bool = False,
+        **options: Any,
+    ) -> DenseRetriever:
+        """Index precomputed passage vectors (e.g. another index type over a saved ``embeddings.npy``).
+
+        Args:
+            embeddings: L2-normalized float32 vectors (passages, dim), or a ``.npy`` path (memory-mapped).
+            docs: The passages, in the same order.
+            model: The encoder the vectors came from (local directory, loaded model or ``None`` for MiniLM).
+            index_type: A ``faiss.index_factory`` string.
+            query_prefix: Prepended to queries.
+            passage_prefix: What the passages were prefixed with when encoded (recorded by :meth:`save`).
+            chunk_size: Vectors added to the index per step.
+            verbose: Show tqdm progress.
+            **options: ``device``, ``dtype`` (for loading ``model``), ``batch_size``, ``use_gpu``, ``nprobe``,
+                ``ef_search``.
+
+        Raises:
+            ValueError: if the shapes of ``embeddings`` and ``docs`` disagree.
+        """
+        if isinstance(embeddings, (str, os.PathLike)):
+            embeddings = np.load(embeddings, mmap_mode="r")
+        store = DocStore.from_docs(iter_docs(docs))
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(store):
+            raise ValueError(f"`embeddings` must have shape ({len(store)}, dim), got {embeddings.shape}")
+        encoder, model_name = _encoder_and_name(model, options.pop("device", "cpu"), options.pop("dtype", "float32"))
+        index = cls._faiss_index(embeddings, index_type, chunk_size, verbose)
+        return cls(
+            encoder,
+            index,
+            store,
+            model_name=model_name,
+            index_type=index_type,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            **options,
+        )
 
     @classmethod
     def from_docs(cls, docs: str | os.PathLike[str] | Iterable[Any], **options: Any) -> DenseRetriever:
@@ -469,12 +521,8 @@ class DenseRetriever:
         except RuntimeError as e:
             raise DataFormatError(f"{path}: corrupt FAISS index ({str(e).splitlines()[0]}); rebuild it") from e
         store = DocStore.load(Path(directory, DOCS_FILE))
-        if model is None or isinstance(model, (str, os.PathLike)):
-            model = model if model is not None else meta.get("model")
-            encoder = load_encoder(model, device=device, dtype=dtype)
-            model_name = _resolve_model(model)[0]
-        else:
-            encoder, model_name = model, getattr(model, "igpo_model_name", meta.get("model"))
+        encoder, model_name = _encoder_and_name(meta.get("model") if model is None else model, device, dtype)
+        model_name = model_name or meta.get("model")
         dim = encoder.get_embedding_dimension()
         if dim != index.d:
             raise DataFormatError(f"{directory}: index vectors have dim {index.d} but the encoder outputs {dim}")
