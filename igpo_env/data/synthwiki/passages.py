@@ -291,4 +291,7 @@ class PassageRenderer:
         if not templates:
             return None
         fy = a.get("founded_year")
-        return rng.choice(templates).format(n=n, s=s, pron=pron, f=value_forms(w, e, fact)[0], fy=fy)
+        form = value_forms(w, e, fact)[0]
+        if form.startswith("University of "):
+            form = f"the {form}"
+        return rng.choice(templates).format(n=n, s=s, pron=pron, f=form, fy=fy)

@@ -103,3 +103,18 @@ def test_chain_signatures():
 def test_question_generator_rejects_unknown_kind(world):
     with pytest.raises(ValueError, match="`kind` must be one of"):
         QuestionGenerator(world, "train").generate("4hop")
+
+
+def test_question_generator_validates_split(world):
+    with pytest.raises(ValueError, match="`split` must be one of"):
+        QuestionGenerator(world, "validation")
+
+
+def test_every_split_gets_every_kind(world):
+    by_name = {e.name: e for e in world.entities}
+    for split in ("train", "dev", "test"):
+        gen = QuestionGenerator(world, split, seed=1)
+        for kind in ("1hop", "2hop", "3hop", "comparison"):
+            ex = gen.generate(kind)
+            assert ex is not None and ex.data_source == f"synthwiki-{kind}"
+            assert all(by_name[n].split == split for n in ex.metadata["subject_entities"])
