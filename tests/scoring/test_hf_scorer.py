@@ -2,12 +2,18 @@ import math
 
 import pytest
 import torch
-from testing_utils import tiny_causal_lm, tiny_tokenizer
+from testing_utils import one_torch_thread, tiny_causal_lm, tiny_tokenizer
 
 from igpo_env.scoring.hf import HFScorer, naive_target_logprobs
 from igpo_env.scoring.templates import render_scoring_prefix
 
 TOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_torch_thread():
+        yield
 
 
 def _naive(model, tok, context, target):

@@ -2,7 +2,7 @@ import math
 
 import gymnasium as gym
 import pytest
-from testing_utils import tiny_causal_lm, tiny_tokenizer
+from testing_utils import one_torch_thread, tiny_causal_lm, tiny_tokenizer
 
 import igpo_env  # noqa: F401  (registers SearchQA-v0)
 from igpo_env.data.toy import toy_corpus, toy_qa
@@ -19,6 +19,12 @@ P = {
     "Ilka Maren": {1: 0.05, 3: 0.4, 5: 0.5, 7: 0.7, 8: 0.8},
     "Maren": {1: 0.2, 3: 0.1, 5: 0.6, 7: 0.9, 8: 0.95},
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with one_torch_thread():
+        yield
 
 
 class TableScorer:
