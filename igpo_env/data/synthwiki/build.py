@@ -55,7 +55,7 @@ DEFAULT_PASSAGES = 5000
 QUESTIONS_PER_PASSAGE = 0.6
 """Questions generated per passage when ``questions`` is not given (5k passages -> 3k questions)."""
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the generator's output changes, so cached default worlds are rebuilt."""
 
 WORLD_FILE = "world.json"

@@ -131,6 +131,8 @@ COMPANY_FOUNDER_LATEST_BIRTH = 1960
 UNIVERSITY_FOUNDER_LATEST_BIRTH = 1900
 DIRECTOR_BIRTH_RANGE = (1870, 1975)
 FOUNDING_AGE = (20, 55)
+LIFESPAN = (45, 95)
+STUDY_AGE = 18
 CITY_FOUNDING_RANGE = (800, 1850)
 UNI_FOUNDING_RANGE = (1100, 1950)
 CITY_FOUNDER_SHARE = 0.6
@@ -357,6 +359,7 @@ class _Builder:
         persons = sorted(w.by_type[PERSON], key=lambda i: ents[i].attrs["birth_year"])
         births = [ents[i].attrs["birth_year"] for i in persons]
         roles: dict[int, str] = {}
+        last_event: dict[int, int] = {}  # person -> year of the last thing they founded or directed
 
         def person_born(lo: int, hi: int) -> int:
             a, b = bisect.bisect_left(births, lo), bisect.bisect_right(births, hi)
@@ -369,6 +372,7 @@ class _Builder:
                 e.attrs["founded_by"] = p
                 e.attrs["founded_year"] = min(CURRENT_YEAR, ents[p].attrs["birth_year"] + rng.randint(*FOUNDING_AGE))
                 roles.setdefault(p, role)
+                last_event[p] = max(last_event.get(p, 0), e.attrs["founded_year"])
             else:
                 e.attrs["founded_by"] = None
                 e.attrs["founded_year"] = rng.randint(*years)
@@ -395,14 +399,25 @@ class _Builder:
             ents[f].attrs["directed_by"] = p
             ents[f].attrs["release_year"] = min(CURRENT_YEAR, ents[p].attrs["birth_year"] + rng.randint(25, 45))
             roles[p] = "director"
+            last_event[p] = max(last_event.get(p, 0), ents[f].attrs["release_year"])
+
+        def by_founding(idxs: list[int]) -> tuple[list[int], list[int]]:
+            """``idxs`` sorted by founding year, and those years (to pick places that existed at a given date)."""
+            order = sorted(idxs, key=lambda i: ents[i].attrs["founded_year"])
+            return order, [ents[i].attrs["founded_year"] for i in order]
+
+        city_order, city_years = by_founding(cities)
+        uni_order, uni_years = by_founding(unis)
         for p in w.by_type[PERSON]:
             a = ents[p].attrs
             role = roles.get(p)
             a["occupation"] = rng.choice(ROLE_OCCUPATIONS[role]) if role else rng.choice(OCCUPATIONS)
-            a["born_in"] = rng.choice(cities)
-            a["educated_at"] = rng.choice(unis)
-            age = rng.randint(45, 95)
-            a["death_year"] = a["birth_year"] + age if a["birth_year"] + age < CURRENT_YEAR else None
+            n = bisect.bisect_right(city_years, a["birth_year"])
+            a["born_in"] = city_order[rng.randrange(n)] if n else rng.choice(cities)
+            n = bisect.bisect_right(uni_years, a["birth_year"] + STUDY_AGE)
+            a["educated_at"] = uni_order[rng.randrange(n)] if n else rng.choice(unis)
+            death = max(a["birth_year"] + rng.randint(*LIFESPAN), last_event.get(p, 0) + rng.randint(1, 20))
+            a["death_year"] = death if death < CURRENT_YEAR else None
 
     # --- corpus layout ---------------------------------------------------------------------------------------------
     def layout(self) -> None:

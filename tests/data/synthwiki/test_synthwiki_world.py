@@ -118,3 +118,21 @@ def test_every_split_gets_every_kind(world):
             ex = gen.generate(kind)
             assert ex is not None and ex.data_source == f"synthwiki-{kind}"
             assert all(by_name[n].split == split for n in ex.metadata["subject_entities"])
+
+
+def test_dates_are_consistent(world):
+    ents = world.entities
+    for p in world.by_type["person"]:
+        a = ents[p].attrs
+        assert ents[a["born_in"]].attrs["founded_year"] <= a["birth_year"]
+        assert a["death_year"] is None or a["death_year"] > a["birth_year"]
+    for t in ("city", "company", "university"):
+        for i in world.by_type[t]:
+            a = ents[i].attrs
+            if a["founded_by"] is not None:
+                founder = ents[a["founded_by"]].attrs
+                assert founder["birth_year"] < a["founded_year"]
+                assert founder["death_year"] is None or founder["death_year"] > a["founded_year"]
+    for f in world.by_type["film"]:
+        director = ents[ents[f].attrs["directed_by"]].attrs
+        assert director["birth_year"] < ents[f].attrs["release_year"]
