@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,9 @@ class IGPOConfig(GRPOConfig):
         max_completion_length (`int`, defaults to `2048`, changed): Budget of completion tokens per rollout,
             observations included; a rollout that reaches it is truncated.
         env_id (`str`, defaults to `"SearchQA-v0"`): Gymnasium id of the environment.
-        env_kwargs (`dict`, defaults to `{}`): Keyword arguments of the environment (`dataset`, `retriever`,
-            `top_k`, `reward`, ...). The rows of the training dataset are episodes of this environment.
+        env_kwargs (`dict`, defaults to `{}`): JSON-serializable keyword arguments of the environment (`dataset` /
+            `retriever` as paths or URLs, `top_k`, `reward`, ...): checkpoints save the config. Pass live objects (a
+            retriever, a list of QAExample) through `IGPOTrainer(env_kwargs=...)` instead.
         scorer (`str`, defaults to `"policy"`): IG scorer: `"policy"` (the current policy, scored as a branch off
             the rollout's KV cache, as IGPO), a local model path (`HFScorer`) or an `http(s)://` scorer URL.
         beta (`float`, defaults to `0.001`, changed): KL coefficient (IGPO's value).
@@ -182,6 +184,13 @@ class IGPOConfig(GRPOConfig):
             self.env_kwargs = {}
         if not isinstance(self.env_kwargs, dict):
             raise TypeError(f"`env_kwargs` must be a dict, got {type(self.env_kwargs).__name__}")
+        try:
+            json.dumps(self.env_kwargs)
+        except TypeError as e:
+            raise TypeError(
+                f"`env_kwargs` must be JSON-serializable (checkpoints save the config): {e}. Pass objects such as a "
+                "retriever or a list of QAExample through IGPOTrainer(env_kwargs=...) instead"
+            ) from e
         if self.stop_strings is None:
             self.stop_strings = ["</search>", "</answer>"]
         if self.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo"):

@@ -78,6 +78,8 @@ class IGPOTrainer(GRPOTrainer):
       :func:`agents.rollout.generate_rollouts` (KV cache kept across turns, IG scored as a branch off it when
       ``scorer="policy"``) and returns ``prompt_ids``, ``completion_ids``, ``env_mask`` (observation tokens 0, so they
       carry no loss) and the episode return as ``outcome`` for :func:`outcome_reward`.
+    - ``_calculate_rewards``: calls the parent and keeps the weighted reward of each rollout (default: the episode
+      return) as the outcome reward ``r_T`` of its final turn.
     - ``_generate_and_score_completions``: calls the parent (rewards, old/ref log-probs, GRPO's sequence advantage),
       then replaces ``advantages`` (B,) by per-token advantages (B, T) computed by :mod:`agents.igpo.advantages`; the
       parent's ``_compute_loss`` (clipped surrogate, KL ``beta``) consumes them unchanged.
@@ -95,7 +97,9 @@ class IGPOTrainer(GRPOTrainer):
         train_dataset: Rows with ``question_id`` (and ``prompt``); default: every question of the env's dataset.
         processing_class: The tokenizer (default: loaded with the model).
         reward_funcs: Default ``[outcome_reward]``; extra functions may read ``outcome`` / ``final_f1`` columns.
-        envs: Pre-built envs (one per rollout of a generation batch); default: built from ``args.env_kwargs``.
+        envs: Pre-built envs (one per rollout of a generation batch); default: built from the env kwargs.
+        env_kwargs: Environment keyword arguments merged over ``args.env_kwargs``; may hold live objects (a
+            retriever, a list of QAExample), which the config cannot since checkpoints save it.
         scorer: A :class:`~igpo_env.scoring.base.Scorer` overriding ``args.scorer``.
         **kwargs: Passed to ``GRPOTrainer`` (``callbacks``, ``optimizers``, ``peft_config``, ...).
 
@@ -106,9 +110,10 @@ class IGPOTrainer(GRPOTrainer):
         >>> args = IGPOConfig(output_dir="/tmp/igpo-doc", max_steps=1, num_generations=2,
         ...     per_device_train_batch_size=2, max_turns=2, max_turn_tokens=4, report_to="none",
         ...     gradient_checkpointing=False, use_cpu=True, bf16=False, beta=0.0, save_strategy="no",
-        ...     disable_tqdm=True,
-        ...     env_kwargs={"dataset": toy_qa(), "retriever": BM25Retriever.from_docs(toy_corpus())})
-        >>> trainer = IGPOTrainer(tiny_causal_lm(), args, processing_class=tiny_tokenizer())  # doctest: +SKIP
+        ...     disable_tqdm=True)
+        >>> env_kwargs = {"dataset": toy_qa(), "retriever": BM25Retriever.from_docs(toy_corpus())}
+        >>> trainer = IGPOTrainer(tiny_causal_lm(), args, processing_class=tiny_tokenizer(),
+        ...                       env_kwargs=env_kwargs)  # doctest: +SKIP
         >>> trainer.train().global_step  # doctest: +SKIP
         1
     """
@@ -124,6 +129,7 @@ class IGPOTrainer(GRPOTrainer):
         processing_class: Any = None,
         reward_funcs: Any = None,
         envs: Sequence[Any] | None = None,
+        env_kwargs: dict[str, Any] | None = None,
         scorer: Any = None,
         **kwargs: Any,
     ):
@@ -139,8 +145,9 @@ class IGPOTrainer(GRPOTrainer):
         if "rollout_func" in kwargs:
             raise TypeError("IGPOTrainer provides its own `rollout_func`; do not pass one")
         self._envs = list(envs) if envs is not None else None
+        self._env_kwargs = {**args.env_kwargs, **(env_kwargs or {})}
         if train_dataset is None:
-            probe = self._envs[0] if self._envs else make_envs(1, args.env_id, **args.env_kwargs)[0]
+            probe = self._envs[0] if self._envs else make_envs(1, args.env_id, **self._env_kwargs)[0]
             train_dataset = make_train_dataset(getattr(probe, "unwrapped", probe).examples)
         if "question_id" not in train_dataset.column_names:
             raise ValueError(
@@ -150,6 +157,7 @@ class IGPOTrainer(GRPOTrainer):
         self._pending_inputs: list[dict[str, Any]] | None = None
         self._last_rollouts: list[Rollout] = []
         self._rollout_calls = 0
+        self._outcomes: list[float] = []
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*rollout_func.*experimental.*")
             super().__init__(
@@ -170,7 +178,7 @@ class IGPOTrainer(GRPOTrainer):
     def _get_envs(self, n: int) -> list[Any]:
         if self._envs is None or len(self._envs) < n:
             have = self._envs or []
-            self._envs = have + make_envs(n - len(have), self.args.env_id, **self.args.env_kwargs)
+            self._envs = have + make_envs(n - len(have), self.args.env_id, **self._env_kwargs)
         return self._envs
 
     def _igpo_rollout(self, prompts: list) -> dict[str, Any]:
@@ -222,7 +230,13 @@ class IGPOTrainer(GRPOTrainer):
             "final_f1": [r.f1 for r in rollouts],
         }
 
-    # ------------------------------------------------------------------ advantages
+    # ------------------------------------------------------------------ rewards and advantages
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        self._outcomes = (rewards_per_func * weights).nansum(dim=1).tolist()  # all processes' rollouts, in order
+        return rewards_per_func
+
     def _check_groups(self, inputs: list[dict[str, Any]], group_size: int) -> None:
         if len(inputs) % group_size:
             raise RuntimeError(f"generation batch of {len(inputs)} is not a whole number of groups of {group_size}")
@@ -256,15 +270,18 @@ class IGPOTrainer(GRPOTrainer):
         """Per-token advantages (B, width) of this process's rollouts; groups normalized over all processes."""
         args = self.args
         local_n = len(rollouts)
-        records = [(r.ig_rewards, r.outcome, r.turn_spans, r.obs_ends, len(r.completion_ids)) for r in rollouts]
+        records = [(r.ig_rewards, r.turn_spans, r.obs_ends, len(r.completion_ids)) for r in rollouts]
         all_records = gather_object(records) if self.accelerator.num_processes > 1 else records
         offset = self.accelerator.process_index * local_n if self.accelerator.num_processes > 1 else 0
+        outcomes = self._outcomes
+        if len(outcomes) != len(all_records):
+            raise RuntimeError(f"{len(outcomes)} outcome rewards for {len(all_records)} rollouts")
         group_ids = [i // group_size for i in range(len(all_records))]
         out = torch.zeros(local_n, width, dtype=torch.float32)
         if args.advantage == "released":
             token_rewards = [
                 released_token_rewards(length, obs_ends, ig, outcome, ig_coef=args.ig_coef)
-                for ig, outcome, _, obs_ends, length in all_records
+                for (ig, _, obs_ends, length), outcome in zip(all_records, outcomes, strict=True)
             ]
             adv = released_token_advantages(token_rewards, group_ids)
             for i in range(local_n):
@@ -282,7 +299,7 @@ class IGPOTrainer(GRPOTrainer):
             return out
         turn_adv = paper_turn_advantages(
             [rec[0] for rec in all_records],
-            [rec[1] for rec in all_records],
+            outcomes,
             group_ids,
             normalization=args.normalization,
             gamma=args.gamma,
