@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from igpo_env.cli import main
+from igpo_env.data.synthwiki import build_world
+from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("igpo-cli")
+    tok, model = tiny_tokenizer(), tiny_causal_lm()
+    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    build_world(root / "world", passages=120, seed=0, verbose=False)
+    n = torch.get_num_threads()
+    yield root
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+def test_train_and_eval_commands(tiny_run, tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("max_turns: 2\nmax_turn_tokens: 6\nnum_generations: 2\nprompts_per_step: 2\neval_limit: 4\n")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "train",
+            "--config",
+            str(cfg),
+            "--algo",
+            "grpo",
+            "--model",
+            str(tiny_run / "model"),
+            "--data",
+            str(tiny_run / "world"),
+            "--max-steps",
+            "1",
+            "--output-dir",
+            str(out),
+            "--report-to",
+            "none",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["algo"] == "grpo" and report["config"]["ig_coef"] == 0.0
+    assert report["before"]["n"] == 4 and set(report["after"]["by_source"])
+    assert [p["step"] for p in report["curve"]] == [0, 1]
+    assert (out / "model.safetensors").exists()
+    printed = capsys.readouterr().out
+    assert "dev before" in printed and "dev after" in printed
+    res_file = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--data",
+                str(tiny_run / "world"),
+                "--limit",
+                "3",
+                "--max-turns",
+                "1",
+                "--out",
+                str(res_file),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(res_file.read_text())["n"] == 3
+
+
+def test_user_errors(tiny_run, tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("not_an_option: 1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "unknown options" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tiny_run / "world")]) == 2
+    assert "does not exist" in capsys.readouterr().err
