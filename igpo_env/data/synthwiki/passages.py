@@ -166,6 +166,14 @@ class PassageRenderer:
 
     Args:
         world: The world to render.
+
+    Example:
+        >>> from igpo_env.data.synthwiki.world import generate_world
+        >>> w = generate_world(100, seed=0)
+        >>> e = w.entities[w.by_type["country"][0]]
+        >>> title, text = PassageRenderer(w).render(e.doc)
+        >>> title == e.name and text.startswith(e.name)
+        True
     """
 
     def __init__(self, world: World) -> None:

@@ -166,6 +166,12 @@ class Entity:
         doc2: Corpus position of its second passage, or -1.
         split: ``"train"``, ``"dev"`` or ``"test"``: the split of questions about it.
         style: A random integer that fixes its rendering choices (unit spelled out or not, ...).
+
+    Example:
+        >>> e = Entity(0, "person", "Ilka Maren", ("Maren",), style=0)
+        >>> e.doc, e.doc2 = 4, 9
+        >>> e.fact_doc("born_in"), e.fact_doc("educated_at")
+        (4, 9)
     """
 
     __slots__ = ("idx", "etype", "name", "aliases", "attrs", "doc", "doc2", "split", "style")
@@ -204,6 +210,11 @@ class World:
             ``-1 - j`` (distractor ``j``).
         distractors: ``(title, kind, anchor_entity_idx, number)`` per distractor passage.
         seas: Names of seas rivers flow into.
+
+    Example:
+        >>> w = generate_world(100, seed=0)
+        >>> sum(w.counts().values()) == len(w.entities)
+        True
     """
 
     seed: int
