@@ -40,7 +40,14 @@ from igpo_env.scoring.base import Context, validate_score_args
 from igpo_env.scoring.templates import IGPO_TEMPLATE, IGTemplate, render_scoring_prefix
 from igpo_env.types import TargetScore
 
-__all__ = ["HFScorer", "naive_target_logprobs", "DTYPES", "DEFAULT_BATCH_SIZE", "DEFAULT_MAX_CACHED_STREAMS"]
+__all__ = [
+    "HFScorer",
+    "naive_target_logprobs",
+    "plan_batches",
+    "DTYPES",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_CACHED_STREAMS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,9 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 DEFAULT_BATCH_SIZE = 32
 """Rows per forward pass."""
+
+DEFAULT_PAD_SLACK = 1.25
+"""Largest padded / real token ratio of a batch (see :func:`plan_batches`)."""
 
 DEFAULT_MAX_CACHED_STREAMS = 512
 """Per-key prefix caches kept (least recently used dropped first); the wrapper also releases finished episodes."""
@@ -77,6 +87,41 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def plan_batches(
+    past_lens: Sequence[int], new_lens: Sequence[int], batch_size: int, pad_slack: float = 1.25
+) -> list[list[int]]:
+    """Group rows into forward passes: sorted by length, split before padding exceeds ``pad_slack`` x real tokens.
+
+    A batch pads the cached KV to its longest row and the new tokens to its longest row; rows of similar lengths
+    waste little. A new batch starts when adding a row would make either padded size exceed ``pad_slack`` times the
+    real size (plus one row of slack), or at ``batch_size`` rows.
+
+    Example:
+        >>> plan_batches([0, 0, 0, 0], [10, 500, 12, 480], batch_size=8)
+        [[0, 2], [3, 1]]
+        >>> plan_batches([0, 0, 0], [5, 5, 5], batch_size=2)
+        [[0, 1], [2]]
+    """
+    order = sorted(range(len(new_lens)), key=lambda i: (new_lens[i], past_lens[i]))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    sum_new = sum_past = max_new = max_past = 0
+    for i in order:
+        if cur:
+            rows = len(cur) + 1
+            mn, mp = max(max_new, new_lens[i]), max(max_past, past_lens[i])
+            sn, sp = sum_new + new_lens[i], sum_past + past_lens[i]
+            if len(cur) >= batch_size or rows * mn > pad_slack * sn + mn or rows * mp > pad_slack * sp + mp:
+                batches.append(cur)
+                cur, sum_new, sum_past, max_new, max_past = [], 0, 0, 0, 0
+        cur.append(i)
+        sum_new, sum_past = sum_new + new_lens[i], sum_past + past_lens[i]
+        max_new, max_past = max(max_new, new_lens[i]), max(max_past, past_lens[i])
+    if cur:
+        batches.append(cur)
+    return batches
 
 
 def naive_target_logprobs(model: Any, prefix_ids: Sequence[int], target_ids: Sequence[int]) -> list[float]:
@@ -120,7 +165,9 @@ class HFScorer:
         tokenizer: A tokenizer or its path; defaults to ``model``'s path (required when ``model`` is an object).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: the model object's device, else CUDA when available.
         dtype: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"`` or ``"auto"`` (keep as loaded).
-        batch_size: Rows per forward pass.
+        batch_size: Rows per forward pass at most.
+        pad_slack: Rows are sorted by length and batched while padded tokens stay under ``pad_slack`` x real tokens
+            (see :func:`plan_batches`); raise it on GPUs to favour bigger batches.
         template: The IGPO pseudo-response template for message contexts.
         max_cached_streams: Prefix caches kept at most (least recently used evicted).
 
@@ -142,6 +189,7 @@ class HFScorer:
         device: str | None = None,
         dtype: str = "float32",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        pad_slack: float = DEFAULT_PAD_SLACK,
         template: IGTemplate = IGPO_TEMPLATE,
         max_cached_streams: int = DEFAULT_MAX_CACHED_STREAMS,
     ) -> None:
@@ -149,6 +197,8 @@ class HFScorer:
             raise ValueError(f"`dtype` must be one of {DTYPES}, got {dtype!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
+        if isinstance(pad_slack, bool) or not isinstance(pad_slack, (int, float)) or not pad_slack >= 1.0:
+            raise ValueError(f"`pad_slack` must be a number >= 1, got {pad_slack!r}")
         if not isinstance(max_cached_streams, int) or max_cached_streams < 0:
             raise ValueError(f"`max_cached_streams` must be an int >= 0, got {max_cached_streams!r}")
         if not isinstance(template, IGTemplate):
@@ -178,6 +228,7 @@ class HFScorer:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
+        self.pad_slack = float(pad_slack)
         self.template = template
         self.max_cached_streams = max_cached_streams
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -284,18 +335,21 @@ class HFScorer:
             else:
                 todo.append((sid, base, need[len(base.ids) :]))
         with torch.inference_mode():
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start : start + self.batch_size]
+            past_lens = [len(b.ids) for _, b, _ in todo]
+            for group in plan_batches(past_lens, [len(x) for _, _, x in todo], self.batch_size, self.pad_slack):
+                chunk = [todo[j] for j in group]
                 new_kv, _ = self._forward([b for _, b, _ in chunk], [x for _, _, x in chunk], score_lens=None)
                 for (sid, base, new), kv in zip(chunk, new_kv, strict=True):
                     streams[sid] = _Stream(base.ids + list(new), kv)
-            results: list[list[float]] = []
-            for start in range(0, n, self.batch_size):
-                rows = range(start, min(n, start + self.batch_size))
+            results: list[list[float]] = [[] for _ in range(n)]
+            past_lens = [len(streams[stream_of_row[i]].ids) for i in range(n)]
+            new_lens = [1 + len(t) for t in target_ids]
+            for rows in plan_batches(past_lens, new_lens, self.batch_size, self.pad_slack):
                 pasts = [streams[stream_of_row[i]] for i in rows]
                 news = [[prefix_ids[i][-1], *target_ids[i]] for i in rows]
                 _, logprobs = self._forward(pasts, news, score_lens=[len(target_ids[i]) for i in rows])
-                results.extend(logprobs)
+                for i, lp in zip(rows, logprobs, strict=True):
+                    results[i] = lp
         for sid, stream in streams.items():
             if sid[0] == "key" and self.max_cached_streams > 0:
                 self._streams[sid[1]] = stream

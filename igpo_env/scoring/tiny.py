@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["CHATML_JINJA", "tiny_tokenizer", "tiny_causal_lm", "ARCHS"]
@@ -36,15 +37,9 @@ DEFAULT_VOCAB_SIZE = 400
 _TRAIN_REPEATS = 3
 
 
-@functools.cache
-def _tokenizer_json(vocab_size: int) -> str:
+def _train_json(texts: tuple[str, ...], vocab_size: int) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from igpo_env.data.toy import toy_corpus, toy_qa
-    from igpo_env.scoring.templates import IGPO_TEMPLATE
-
-    texts = [d.contents for d in toy_corpus()] + [q.question for q in toy_qa()]
-    texts += [IGPO_TEMPLATE.pseudo_response, "<search>query</search> <answer>a</answer> <information>Doc 1(Title: T)"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -54,19 +49,35 @@ def _tokenizer_json(vocab_size: int) -> str:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts * _TRAIN_REPEATS, trainer=trainer)
+    tok.train_from_iterator(list(texts), trainer=trainer)
     return tok.to_str()
 
 
-def tiny_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, chat_template: bool = True) -> Any:
+@functools.cache
+def _toy_json(vocab_size: int) -> str:
+    from igpo_env.data.toy import toy_corpus, toy_qa
+    from igpo_env.scoring.templates import IGPO_TEMPLATE
+
+    texts = [d.contents for d in toy_corpus()] + [q.question for q in toy_qa()]
+    texts += [IGPO_TEMPLATE.pseudo_response, "<search>query</search> <answer>a</answer> <information>Doc 1(Title: T)"]
+    return _train_json(tuple(texts * _TRAIN_REPEATS), vocab_size)
+
+
+def tiny_tokenizer(
+    vocab_size: int = DEFAULT_VOCAB_SIZE, chat_template: bool = True, texts: Sequence[str] | None = None
+) -> Any:
     """Build a byte-level BPE ``PreTrainedTokenizerFast`` (ChatML special tokens; ChatML chat template if asked).
 
     Args:
-        vocab_size: Vocabulary size (>= 260: 256 bytes + 4 special tokens).
+        vocab_size: Largest vocabulary size (>= 260: 256 bytes + 4 special tokens); a small training text may
+            yield fewer tokens.
         chat_template: Set :data:`CHATML_JINJA` as the chat template (``False``: a tokenizer without one).
+        texts: Training texts (default: the in-package toy corpus, cached).
 
     Example:
         >>> tiny_tokenizer(chat_template=False).chat_template is None
+        True
+        >>> len(tiny_tokenizer(vocab_size=300, texts=["a b c"])) <= 300
         True
     """
     if vocab_size < len(SPECIAL_TOKENS) + 256:
@@ -74,8 +85,9 @@ def tiny_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE, chat_template: bool = T
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
+    data = _toy_json(vocab_size) if texts is None else _train_json(tuple(texts), vocab_size)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(_tokenizer_json(vocab_size)),
+        tokenizer_object=Tokenizer.from_str(data),
         pad_token="<pad>",
         eos_token="<|im_end|>",
         additional_special_tokens=["<|im_start|>", "<|im_end|>"],

@@ -185,3 +185,16 @@ def test_argument_validation(tok):
         scorer.score([""], ["b"])
     with pytest.raises(TypeError, match=r"`contexts\[0\]\[0\]` must be a dict"):
         scorer.score([[("user", "hi")]], ["b"])
+
+
+def test_plan_batches_covers_rows_and_limits_padding():
+    from igpo_env.scoring.hf import plan_batches
+
+    new = [5, 300, 7, 290, 6, 310, 5, 5]
+    past = [0, 0, 100, 0, 1000, 0, 0, 0]
+    batches = plan_batches(past, new, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    assert all(len(b) <= 3 for b in batches)
+    assert not any({1, 3, 5} & set(b) and {0, 2, 6, 7} & set(b) for b in batches)  # short and long rows apart
+    with pytest.raises(ValueError, match="`pad_slack` must be a number >= 1"):
+        HFScorer(tiny_causal_lm(), tiny_tokenizer(), pad_slack=0.5)
