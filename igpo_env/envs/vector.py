@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from igpo_env.envs.search_qa import PendingStep, SearchQAEnv, resolve_dataset, resolve_retriever
+from igpo_env.types import Doc
 
 __all__ = ["SearchQAVectorEnv"]
 
@@ -166,18 +167,17 @@ class SearchQAVectorEnv(VectorEnv):
             super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         seeds = self._seeds(seed)
         obs: list[str] = []
-        infos: dict[str, Any] = {}
+        env_infos: list[dict[str, Any]] = [{}] * self.num_envs
         for i, env in enumerate(self.envs):
             if mask[i]:
-                o, info = env.reset(seed=seeds[i], options=self._options_for(options, i))
+                o, env_infos[i] = env.reset(seed=seeds[i], options=self._options_for(options, i))
                 self._elapsed[i] = 0
                 self._autoreset[i] = False
-                infos = self._add_info(infos, info, i)
             else:
                 o = env.messages[-1]["content"] if env.messages else ""
             obs.append(o)
         self._started = True
-        return tuple(obs), infos
+        return tuple(obs), self._batch_infos(env_infos)
 
     def step(
         self, actions: Sequence[str]
@@ -199,31 +199,49 @@ class SearchQAVectorEnv(VectorEnv):
         rewards = np.zeros(n, dtype=np.float64)
         terminated = np.zeros(n, dtype=np.bool_)
         truncated = np.zeros(n, dtype=np.bool_)
-        infos: dict[str, Any] = {}
+        env_infos: list[dict[str, Any]] = [{}] * n
         pending: list[PendingStep | None] = [None] * n
-        flat_queries: list[str] = []
         for i, env in enumerate(self.envs):
             if self._autoreset[i]:
-                obs[i], info = env.reset()
+                obs[i], env_infos[i] = env.reset()
                 self._elapsed[i] = 0
-                infos = self._add_info(infos, info, i)
             else:
                 pending[i] = env.begin_step(actions[i])
-                flat_queries.extend(pending[i].queries)
-        results = self._retriever.search(flat_queries, self.top_k) if flat_queries else []
-        if len(results) != len(flat_queries):
-            raise ValueError(f"retriever returned {len(results)} result lists for {len(flat_queries)} queries")
-        start = 0
+        results = self._batched_search([p.queries for p in pending if p is not None])
         for i, env in enumerate(self.envs):
             p = pending[i]
             if p is None:
                 continue
-            stop = start + len(p.queries)
-            obs[i], rewards[i], terminated[i], truncated[i], info = env.finish_step(p, results[start:stop])
-            start = stop
+            obs[i], rewards[i], terminated[i], truncated[i], env_infos[i] = env.finish_step(p, next(results))
             self._elapsed[i] += 1
             if self.max_episode_steps is not None and self._elapsed[i] >= self.max_episode_steps:
                 truncated[i] = True
-            infos = self._add_info(infos, info, i)
         self._autoreset = terminated | truncated
-        return tuple(obs), rewards, terminated, truncated, infos
+        return tuple(obs), rewards, terminated, truncated, self._batch_infos(env_infos)
+
+    def _batched_search(self, query_lists: list[tuple[str, ...]]) -> Iterator[list[list[Doc]]]:
+        """One retriever call for all sub-envs' queries (duplicates sent once); yields each sub-env's results."""
+        unique = list(dict.fromkeys(q for qs in query_lists for q in qs))
+        found = self._retriever.search(unique, self.top_k) if unique else []
+        if len(found) != len(unique):
+            raise ValueError(f"retriever returned {len(found)} result lists for {len(unique)} queries")
+        by_query = dict(zip(unique, found, strict=True))
+        for qs in query_lists:
+            yield [list(by_query[q]) for q in qs]
+
+    def _batch_infos(self, env_infos: list[dict[str, Any]]) -> dict[str, Any]:
+        """Build Gymnasium's dict-of-arrays infos with ``_key`` masks (dtypes as in ``VectorEnv._add_info``)."""
+        n = self.num_envs
+        keys = list(dict.fromkeys(k for info in env_infos for k in info))
+        out: dict[str, Any] = {}
+        for key in keys:
+            mask = np.fromiter((key in info for info in env_infos), dtype=np.bool_, count=n)
+            first = env_infos[int(mask.argmax())][key]
+            if type(first) in (int, float, bool) or isinstance(first, np.number):
+                array = np.zeros(n, dtype=type(first))
+            else:
+                array = np.full(n, None, dtype=object)
+            for i in np.flatnonzero(mask):
+                array[i] = env_infos[i][key]
+            out[key], out[f"_{key}"] = array, mask
+        return out

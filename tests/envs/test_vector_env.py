@@ -52,6 +52,9 @@ def test_one_batched_search_per_step(toy_kwargs):
     assert r.calls == 1 and r.queries == [["a", "b", "c"]]
     envs.step(["bad"] * N)
     assert r.calls == 1  # nobody searched: no call
+    obs, *_ = envs.step(["<search>Karsel</search>", "<search>Velmora</search>", "<search>Karsel</search>", "x"])
+    assert r.calls == 2 and r.queries[-1] == ["Karsel", "Velmora"]  # duplicates are sent once
+    assert obs[0] == obs[2] and obs[0] != obs[1]
 
 
 def test_tool_call_multi_query_batched(toy_kwargs):
