@@ -315,3 +315,28 @@ def test_cache_keys_reach_a_caching_scorer_and_results_match(monkeypatch):
         assert hosted.num_cached_streams == 1 and app.state.stats.released == 1
         with pytest.raises(ValueError, match="one key per pair"):
             remote.score(["a"], ["b"], cache_keys=[])
+
+
+def test_benchmark_helpers_smoke():
+    from benchmarks.scorer_server import _markdown, measure_in_process, measure_server
+
+    contexts, targets = CONTEXTS * 4, TARGETS * 4
+    reference, stats = measure_in_process(OverlapScorer(), contexts, targets, batch=1)
+    scores, server_stats = measure_server(OverlapScorer(), contexts, targets, clients=3, episode_ids=[0, 1, 2] * 4)
+    assert scores == reference and server_stats["pairs"] == 12 and server_stats["forward_calls"] >= 1
+    settings = {"in_process_single": {**stats, "speedup_vs_in_process_single": 1.0}}
+    res = {
+        "model": {"architecture": "stub", "size": "-", "parameters": 0, "dtype": "-", "device": "cpu"},
+        "machine": {"cpus": 2, "torch_threads": 1, "load_avg_1min": 0.0},
+        "episodes": 3,
+        "workloads": {
+            "w": {
+                "pairs": 12,
+                "min_tokens_per_pair": 1,
+                "max_tokens_per_pair": 2,
+                "mean_tokens_per_pair": 1.5,
+                "settings": settings,
+            }
+        },
+    }
+    assert "| in_process_single |" in _markdown(res)
