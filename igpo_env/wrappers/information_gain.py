@@ -38,7 +38,7 @@ from igpo_env.scoring.templates import IGTemplate, render_scoring_prefix
 from igpo_env.types import Message
 from igpo_env.wrappers.shaping import TurnShapingWrapper, check_number
 
-__all__ = ["InformationGainWrapper", "FINAL_MODES", "score_gold", "check_ig_args"]
+__all__ = ["InformationGainWrapper", "FINAL_MODES", "score_gold", "check_ig_args", "IGArgs"]
 
 FINAL_MODES = ("outcome", "outcome+ig")
 """Reward of the answering turn: the outcome only (IGPO) or the outcome plus that turn's IG."""
@@ -123,6 +123,36 @@ def score_gold(
     return [aggregate_aliases(values, alias, mode) for values in per]
 
 
+class IGArgs:
+    """Argument handling shared by the single-env and vector information-gain wrappers."""
+
+    @staticmethod
+    def record(
+        wrapper: gym.utils.RecordConstructorArgs,
+        scorer: Any,
+        mode: str,
+        alias: str,
+        final: str,
+        ig_coef: float,
+        template: IGTemplate | None,
+    ) -> float:
+        """Validate the arguments, record them for ``env.spec`` (scorer by reference); return ``ig_coef``."""
+        ig_coef = check_ig_args(scorer, mode, alias, final, ig_coef, template)
+        kwargs = {"scorer": scorer, "mode": mode, "alias": alias, "final": final, "ig_coef": ig_coef}
+        gym.utils.RecordConstructorArgs.__init__(wrapper, **kwargs, template=template, _disable_deepcopy=True)
+        return ig_coef
+
+    @staticmethod
+    def set(
+        wrapper: Any, scorer: Any, mode: str, alias: str, final: str, ig_coef: float, template: IGTemplate | None
+    ) -> None:
+        """Store the arguments as attributes and open a cache-key namespace."""
+        wrapper.scorer, wrapper.mode, wrapper.alias, wrapper.final = scorer, mode, alias, final
+        wrapper.ig_coef, wrapper.template = ig_coef, template
+        wrapper._uid = uuid.uuid4().hex
+        wrapper._episodes = itertools.count()
+
+
 class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs):
     """Add IGPO information-gain turn rewards to a SearchQA-v0 env (see the module docstring for the exact rules).
 
@@ -167,26 +197,9 @@ class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs
         ig_coef: float = 1.0,
         template: IGTemplate | None = None,
     ) -> None:
-        ig_coef = check_ig_args(scorer, mode, alias, final, ig_coef, template)
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            scorer=scorer,
-            mode=mode,
-            alias=alias,
-            final=final,
-            ig_coef=ig_coef,
-            template=template,
-            _disable_deepcopy=True,
-        )
+        ig_coef = IGArgs.record(self, scorer, mode, alias, final, ig_coef, template)
         TurnShapingWrapper.__init__(self, env, ig_coef, 1.0, final == "outcome+ig", "information_gain")
-        self.scorer = scorer
-        self.mode = mode
-        self.alias = alias
-        self.final = final
-        self.ig_coef = ig_coef
-        self.template = template
-        self._uid = uuid.uuid4().hex
-        self._episodes = itertools.count()
+        IGArgs.set(self, scorer, mode, alias, final, ig_coef, template)
         self._key: Hashable | None = None
         self._p: float = math.nan
 

@@ -14,9 +14,7 @@ Classes: :class:`InformationGainVectorWrapper`.
 
 from __future__ import annotations
 
-import itertools
 import math
-import uuid
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -28,7 +26,7 @@ from igpo_env.scoring.base import CachingScorer, Scorer
 from igpo_env.scoring.math import potential
 from igpo_env.scoring.templates import IGTemplate
 from igpo_env.types import Message
-from igpo_env.wrappers.information_gain import check_ig_args, score_gold
+from igpo_env.wrappers.information_gain import IGArgs, score_gold
 
 __all__ = ["InformationGainVectorWrapper"]
 
@@ -76,32 +74,15 @@ class InformationGainVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArg
         ig_coef: float = 1.0,
         template: IGTemplate | None = None,
     ) -> None:
-        ig_coef = check_ig_args(scorer, mode, alias, final, ig_coef, template)
         if not isinstance(env, VectorEnv):
             raise TypeError(f"`env` must be a gymnasium VectorEnv, got {type(env).__name__}")
         autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset != AutoresetMode.NEXT_STEP:
             raise ValueError(f"`env` must use NEXT_STEP autoreset (the Gymnasium default), got {autoreset}")
-        gym.utils.RecordConstructorArgs.__init__(
-            self,
-            scorer=scorer,
-            mode=mode,
-            alias=alias,
-            final=final,
-            ig_coef=ig_coef,
-            template=template,
-            _disable_deepcopy=True,
-        )
+        ig_coef = IGArgs.record(self, scorer, mode, alias, final, ig_coef, template)
         VectorWrapper.__init__(self, env)
-        self.scorer = scorer
-        self.mode = mode
-        self.alias = alias
-        self.final = final
-        self.ig_coef = ig_coef
-        self.template = template
+        IGArgs.set(self, scorer, mode, alias, final, ig_coef, template)
         n = self.num_envs
-        self._uid = uuid.uuid4().hex
-        self._episodes = itertools.count()
         self._keys: list[Hashable | None] = [None] * n
         self._p = np.full(n, math.nan)
         self._phi = np.full(n, math.nan)
