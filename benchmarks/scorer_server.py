@@ -15,9 +15,9 @@ the speed), side by side in one run:
   hosted ``HFScorer`` reuses the episode's encoded transcript (prefix KV) across requests;
 - ``in_process_single_cache_keys``: the in-process counterpart of the previous row.
 
-Reported per setting: pairs/s, speed-up over ``in_process_single``, the server's mean pairs per forward and the max abs
-difference of the log-probs from ``in_process_single`` (exactness over HTTP). Clients are threads of this process
-(the scorer's forward releases the GIL); on a shared 2-core machine the numbers are noisy, the ratios less so.
+Reported per setting: pairs/s, speed-up over ``in_process_single``, the server's mean pairs per scorer call and the
+max abs difference of the log-probs from ``in_process_single`` (exactness over HTTP). Clients are threads of this
+process (the scorer's forward releases the GIL); on a shared 2-core machine the numbers are noisy, the ratios less so.
 
 Run: ``python -m benchmarks.scorer_server [--quick] [--out DIR]``; writes ``scorer_server.json`` and
 ``scorer_server.md``. :func:`measure_server` is reusable with any scorer and pairs (``benchmarks/ig_scoring.py`` may
@@ -323,7 +323,7 @@ def _markdown(res: dict[str, Any]) -> str:
             f"## {name}: {w['pairs']} pairs, {w['min_tokens_per_pair']}-{w['max_tokens_per_pair']} tokens "
             f"(mean {w['mean_tokens_per_pair']})",
             "",
-            "| setting | pairs/s | vs in-process single | pairs per forward | p50 / p95 latency (ms) "
+            "| setting | pairs/s | vs in-process single | pairs per scorer call | p50 / p95 latency (ms) "
             "| max abs log-prob diff |",
             "|---|---:|---:|---:|---:|---:|",
         ]
