@@ -179,18 +179,74 @@ def make_envs(num_envs: int, env_id: str = "SearchQA-v0", **env_kwargs: Any) -> 
 
 
 # ---------------------------------------------------------------------------------------------- batched KV cache
+def _growing_cache():
+    """Build a transformers ``Cache`` whose layers grow a preallocated buffer instead of concatenating each step."""
+    import torch
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        min_growth = 256
+
+        def lazy_initialization(self, key_states, value_states):
+            super().lazy_initialization(key_states, value_states)
+            self._k = self._v = None
+            self._len = 0
+
+        def _view(self):
+            self.keys = self._k[..., : self._len, :]
+            self.values = self._v[..., : self._len, :]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            new = key_states.shape[-2]
+            if self._k is None or self._len + new > self._k.shape[-2]:
+                cap = max(2 * (self._k.shape[-2] if self._k is not None else 0), self._len + new + self.min_growth)
+                shape = (*key_states.shape[:-2], cap, key_states.shape[-1])
+                k = torch.empty(shape, dtype=key_states.dtype, device=key_states.device)
+                v = torch.empty(shape, dtype=value_states.dtype, device=value_states.device)
+                if self._len:
+                    k[..., : self._len, :] = self._k[..., : self._len, :]
+                    v[..., : self._len, :] = self._v[..., : self._len, :]
+                self._k, self._v = k, v
+            self._k[..., self._len : self._len + new, :] = key_states
+            self._v[..., self._len : self._len + new, :] = value_states
+            self._len += new
+            self._view()
+            return self.keys, self.values
+
+        def crop(self, tokens_to_remove: int) -> None:
+            if tokens_to_remove > 0:
+                raise ValueError(f"pass a negative number of tokens to remove, got {tokens_to_remove}")
+            if self.is_initialized and tokens_to_remove:
+                self._len -= abs(tokens_to_remove)
+                self._view()
+
+        def batch_select_indices(self, indices) -> None:
+            if self.is_initialized and self._k is not None:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self._view()
+
+        def drop_leading(self, n: int) -> None:
+            if self.is_initialized and self._k is not None and n:
+                self._k, self._v = self._k[..., n:, :], self._v[..., n:, :]
+                self._len -= n
+                self._view()
+
+    return Cache(layer_class_to_replicate=GrowingLayer)
+
+
 class _CacheBatch:
     """One KV cache for a batch of rows of different lengths (masked holes + explicit positions)."""
 
     def __init__(self, model: Any, pad_id: int):
         import torch
-        from transformers import DynamicCache
 
         self.torch = torch
         self.model = model
         self.device = next(model.parameters()).device
         self.pad_id = pad_id
-        self.cache = DynamicCache(config=model.config)
+        self.cache = _growing_cache()
         self.attn = torch.zeros(0, 0, dtype=torch.long, device=self.device)
         self.n_real = torch.zeros(0, dtype=torch.long, device=self.device)
         params = inspect.signature(model.forward).parameters
@@ -274,9 +330,7 @@ class _CacheBatch:
             if first > 0:
                 self.attn = self.attn[:, first:]
                 for layer in self.cache.layers:
-                    if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                        layer.keys = layer.keys[..., first:, :]
-                        layer.values = layer.values[..., first:, :]
+                    layer.drop_leading(first)
 
 
 # ---------------------------------------------------------------------------------------------- sampling
