@@ -52,8 +52,9 @@ REJECTED_STATUS = frozenset({400, 422})
 class OpenAICompatScorer:
     """A :class:`~igpo_env.scoring.base.Scorer` backed by an OpenAI-compatible ``/completions`` endpoint.
 
-    Works with vLLM's OpenAI server (``vllm serve MODEL``) and other servers that echo prompt log-probs. Start one
-    with e.g. ``vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000`` and pass ``base_url="http://127.0.0.1:8000/v1"``.
+    Works with vLLM's OpenAI server (``vllm serve MODEL``; ``trl vllm-serve`` runs the same server) and other servers
+    that echo prompt log-probs. Start one with e.g. ``vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000`` and pass
+    ``base_url="http://127.0.0.1:8000/v1"``.
 
     Args:
         base_url: Server base URL including the API prefix, e.g. ``"http://127.0.0.1:8000/v1"``.
@@ -196,7 +197,9 @@ class OpenAICompatScorer:
             "echo": True,
             "logprobs": self.logprobs,
             "max_tokens": self.max_tokens,
-            "temperature": 0.0,
+            # 1.0: the log-probs are the model's own even where the server reports processed (temperature-scaled)
+            # log-probs (`trl vllm-serve` starts vLLM with --logprobs-mode processed_logprobs)
+            "temperature": 1.0,
         }
         try:
             answer = http_request(self._client, "POST", self.completions_url, self.retries, json=body)

@@ -150,7 +150,8 @@ class VLLMScorer:
         self.tokenizer = tokenizer
         self.template = template
         self.batch_size = batch_size
-        self.sampling_params = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=prompt_logprobs)
+        # temperature 1.0: the model's own log-probs even for an engine in `processed_logprobs` mode (TRL's colocate)
+        self.sampling_params = vllm.SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=prompt_logprobs)
 
     def score(self, contexts: Sequence[Context], targets: Sequence[str]) -> list[TargetScore]:
         """Score ``targets[i]`` after ``contexts[i]`` in batched ``generate`` calls; see the Scorer protocol.
