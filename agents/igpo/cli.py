@@ -188,6 +188,7 @@ def run_training(
     eval_batch_size: int = DEFAULTS["eval_batch_size"],
     top_k: int = DEFAULTS["top_k"],
     evaluate: bool = True,
+    before: dict[str, Any] | None = None,
     save: bool = True,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -207,6 +208,8 @@ def run_training(
         eval_batch_size: Episodes decoded together in evaluation.
         top_k: Passages per search.
         evaluate: Evaluate before and after training.
+        before: A previous ``before`` result of the same start model and eval settings, reused instead of
+            evaluating again (greedy decoding makes it deterministic).
         save: Save the trained model (and tokenizer) to ``config.output_dir``.
         verbose: Progress bars and log lines.
 
@@ -252,7 +255,8 @@ def run_training(
             verbose=verbose,
         )
 
-    before = _evaluate(policy) if evaluate else None
+    if evaluate and before is None:
+        before = _evaluate(policy)
     if verbose and before is not None:
         logger.info("dev before: F1 %.3f EM %.3f (n=%d)", before["f1"], before["em"], before["n"])
     callback = _dev_callback(_evaluate, eval_every)
