@@ -205,7 +205,12 @@ class _DynamicBatcher:
         while True:
             batch = await self._collect()
             self._stats.max_batch_requests = max(self._stats.max_batch_requests, len(batch))
-            await asyncio.to_thread(self._score_batch, batch)
+            try:
+                await asyncio.to_thread(self._score_batch, batch)
+            except Exception as e:  # a bug in the batcher itself: fail this batch's requests, keep the worker alive
+                logger.exception("the scorer batcher failed")
+                for pending in batch:
+                    pending.error = pending.error or e
             for pending in batch:
                 self._stats.requests += 1
                 if pending.future.done():  # the client went away

@@ -340,3 +340,45 @@ def test_benchmark_helpers_smoke():
         },
     }
     assert "| in_process_single |" in _markdown(res)
+
+
+def test_information_gain_wrapper_over_remote_scorer_matches_in_process():
+    import gymnasium as gym
+    from testing_utils import tiny_causal_lm, tiny_tokenizer
+
+    import igpo_env  # noqa: F401 - registers SearchQA-v0
+    from igpo_env.data.toy import toy_corpus, toy_qa
+    from igpo_env.retrieval import BM25Retriever
+    from igpo_env.scoring.hf import HFScorer
+    from igpo_env.wrappers.information_gain import InformationGainWrapper
+
+    model, tok = tiny_causal_lm(), tiny_tokenizer()
+    hosted = HFScorer(model, tok)
+    actions = ["<search>capital of Ostrand</search>", "<search>Karsel</search>", "<answer>Karsel</answer>"]
+
+    def play(scorer):
+        env = gym.make("SearchQA-v0", dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
+        env = InformationGainWrapper(env, scorer)
+        rewards = []
+        for qid in ("tq0", "tq1"):
+            env.reset(options={"question_id": qid})
+            for action in actions:
+                _, reward, terminated, truncated, info = env.step(action)
+                rewards.append((reward, info["information_gain"]["p"]))
+                if terminated or truncated:
+                    break
+        return rewards
+
+    with ServerThread(create_app(hosted, max_wait_ms=1)) as server, RemoteScorer(server.url) as remote:
+        remote_rewards = play(remote)
+        assert app_stats(server)["released"] >= 2  # each finished episode released its prefix cache
+    assert hosted.num_cached_streams == 0
+    local = play(HFScorer(model, tok))
+    assert len(remote_rewards) == len(local)
+    for (r1, p1), (r2, p2) in zip(remote_rewards, local, strict=True):
+        assert r1 == pytest.approx(r2, abs=1e-5)
+        assert (p1 != p1 and p2 != p2) or p1 == pytest.approx(p2, abs=1e-5)  # NaN on the unscored answer turn
+
+
+def app_stats(server):
+    return httpx.get(f"{server.url}/stats").json()
