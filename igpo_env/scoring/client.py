@@ -233,6 +233,13 @@ class RemoteScorer:
         """Close the HTTP connection pool."""
         self._client.close()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings only (env workers in subprocesses get their own connection pool and key namespace)."""
+        return {"url": self.url, "timeout": self.timeout, "retries": self.retries, "max_items": self.max_items}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
     def __enter__(self) -> RemoteScorer:
         return self
 

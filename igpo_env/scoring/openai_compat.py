@@ -126,6 +126,7 @@ class OpenAICompatScorer:
         self.template = template
         self.max_tokens = 0
         """0 until the server refuses it, then 1 (the generated token is ignored)."""
+        self._api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=self.timeout, headers=headers)
 
@@ -221,6 +222,18 @@ class OpenAICompatScorer:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings (and the tokenizer) only; the copy opens its own connection pool."""
+        args = ("base_url", "model", "tokenizer", "timeout", "retries", "batch_size", "logprobs", "template")
+        return {
+            "args": {**{a: getattr(self, a) for a in args}, "api_key": self._api_key},
+            "max_tokens": self.max_tokens,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["args"])
+        self.max_tokens = state["max_tokens"]
 
     def __enter__(self) -> OpenAICompatScorer:
         return self

@@ -247,3 +247,12 @@ def test_gather_logprobs_checks_span():
         gather_logprobs([None, -1.0], 0, 2)
     with pytest.raises(ValueError, match="no log-prob for prompt token 1"):
         gather_logprobs([-1.0, None, -1.0], 1, 3)
+
+
+def test_pickles_with_settings(lm, server):
+    import pickle
+
+    scorer = OpenAICompatScorer(f"{server.url}/v1", MODEL_NAME, tokenizer=lm[1], api_key="k", batch_size=2)
+    clone = pickle.loads(pickle.dumps(scorer))
+    assert (clone.base_url, clone.batch_size, clone._api_key) == (scorer.base_url, 2, "k")
+    assert clone.score(["a\n"], ["Karsel"]) == scorer.score(["a\n"], ["Karsel"])

@@ -382,3 +382,15 @@ def test_information_gain_wrapper_over_remote_scorer_matches_in_process():
 
 def app_stats(server):
     return httpx.get(f"{server.url}/stats").json()
+
+
+def test_remote_scorer_pickles_for_subprocess_workers(overlap_server):
+    import copy
+    import pickle
+
+    remote = RemoteScorer(overlap_server.url, timeout=5, retries=1)
+    clone = pickle.loads(pickle.dumps(remote))
+    assert (clone.url, clone.timeout, clone.retries) == (remote.url, 5.0, 1)
+    assert clone._namespace != remote._namespace  # a worker's cache keys never collide with its parent's
+    assert clone.score(CONTEXTS, TARGETS) == OverlapScorer().score(CONTEXTS, TARGETS)
+    assert copy.deepcopy(clone).score(CONTEXTS[:1], TARGETS[:1]) == OverlapScorer().score(CONTEXTS[:1], TARGETS[:1])
