@@ -66,9 +66,9 @@ class TimedRetriever:
 
 def _world(passages: int, seed: int) -> Path:
     from igpo_env.cache import cache_dir
-    from igpo_env.data.synthwiki import build_world
+    from igpo_env.data.synthwiki import GENERATOR_VERSION, build_world
 
-    out = cache_dir("benchmarks", NAME, f"synthwiki-n{passages}-s{seed}")
+    out = cache_dir("benchmarks", NAME, f"synthwiki-v{GENERATOR_VERSION}-n{passages}-s{seed}")
     if not (out / "world.json").is_file():
         logger.info("building a %d-passage SynthWiki world in %s", passages, out)
         build_world(out, passages=passages, seed=seed, verbose=True)
