@@ -254,7 +254,7 @@ class SearchQAEnv(gym.Env[str, str]):
         v0.1.0: initial version (SearchQA-v0).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # fps: nominal (text), declared for gymnasium checks
 
     def __init__(
         self,
