@@ -50,6 +50,7 @@ __all__ = [
     "RolloutStats",
     "make_envs",
     "generate_rollouts",
+    "generate_rollouts_with",
     "evaluate_policy",
     "DEFAULT_STOP_STRINGS",
 ]
@@ -405,6 +406,77 @@ def _ig_branch_ids(tokenizer: Any, template: Any, golds: Sequence[str]) -> tuple
     ]
 
 
+@dataclass
+class _TurnContext:
+    tokenizer: Any
+    envs: Sequence[Any]
+    eot: str
+    eot_ids: set[int]
+    budget: float
+    max_turns: int
+    stats: RolloutStats
+
+
+def _apply_turn(
+    ctx: _TurnContext,
+    rollouts: list[Rollout],
+    row_ids: list[int],
+    turn: int,
+    turn_tokens: list[list[int]],
+    turn_logps: list[list[float]],
+    sampled_eot: list[bool],
+) -> tuple[list[int], list[int], list[list[int]]]:
+    """Record one assistant turn per row, step the envs, append the env tokens of the rows that go on.
+
+    Returns:
+        ``(rollout indices that go on, their positions in row_ids, the env tokens appended to each)``.
+    """
+    tokenizer = ctx.tokenizer
+    action_texts = []
+    for j, r in enumerate(row_ids):
+        ro = rollouts[r]
+        start = len(ro.completion_ids)
+        ro.completion_ids.extend(turn_tokens[j])
+        ro.env_mask.extend([1] * len(turn_tokens[j]))
+        ro.logprobs.extend(turn_logps[j])
+        ro.turn_spans.append((start, len(ro.completion_ids)))
+        action_texts.append(tokenizer.decode(turn_tokens[j], skip_special_tokens=True))
+    t_env = time.perf_counter()
+    results = _step_envs(ctx.envs, row_ids, action_texts)
+    ctx.stats.env_seconds += time.perf_counter() - t_env
+    keep_rows, keep_idx, chunks = [], [], []
+    for j, (r, res) in enumerate(zip(row_ids, results, strict=True)):
+        obs, reward, terminated, truncated, info = res
+        ro = rollouts[r]
+        ro.env_rewards.append(float(reward))
+        ro.messages = [dict(m) for m in info["messages"]]
+        ro.final_info = {k: v for k, v in info.items() if k != "messages"}
+        ends = terminated or truncated or turn >= ctx.max_turns
+        suffix: list[int] = []
+        if not ends:
+            text = _suffix_text(tokenizer, ro.messages, ctx.eot, sampled_eot[j])
+            suffix = tokenizer.encode(text, add_special_tokens=False)
+            if len(ro.completion_ids) + len(suffix) + 1 > ctx.budget:
+                ends = True
+        if ends:
+            ro.terminated = bool(terminated)
+            ro.truncated = not terminated
+            ro.outcome = float(sum(ro.env_rewards))
+            if not sampled_eot[j] and ctx.eot_ids:
+                ro.completion_ids.append(next(iter(ctx.eot_ids)))
+                ro.env_mask.append(0)
+                ro.logprobs.append(0.0)
+            continue
+        ro.completion_ids.extend(suffix)
+        ro.env_mask.extend([0] * len(suffix))
+        ro.logprobs.extend([0.0] * len(suffix))
+        ro.obs_ends.append(len(ro.completion_ids) - 1)
+        keep_rows.append(r)
+        keep_idx.append(j)
+        chunks.append(suffix)
+    return keep_rows, keep_idx, chunks
+
+
 # ---------------------------------------------------------------------------------------------- main loop
 def generate_rollouts(
     model: Any,
@@ -576,9 +648,10 @@ def generate_rollouts(
                         if turn > len(actions[r]):
                             raise ValueError(f"`actions[{r}]` has {len(actions[r])} turns; the episode needs more")
                         forced = tokenizer.encode(actions[r][turn - 1], add_special_tokens=False)
-                        turn_tokens[j] = forced[: limit[j] - 1] + [next(iter(eot_ids))]
+                        forced = forced[: limit[j] - 1] + [next(iter(eot_ids))]
+                        turn_tokens[j] = _cut_at_stop(tokenizer, forced, stop_strings, eot_ids)
                         turn_logps[j] = [0.0] * len(turn_tokens[j])
-                        sampled_eot[j] = True
+                        sampled_eot[j] = turn_tokens[j][-1] in eot_ids
                     logits = batch.append(turn_tokens)
                     active[:] = False
                 while bool(active.any()):
@@ -603,49 +676,15 @@ def generate_rollouts(
                     # every sampled token (the last one of a turn included) goes into the cache
                     logits = batch.step(tokens, sampling)
                 # ---- bookkeeping + env step
-                action_texts = []
-                for j, r in enumerate(row_ids):
-                    ro = rollouts[r]
-                    start = len(ro.completion_ids)
-                    ro.completion_ids.extend(turn_tokens[j])
-                    ro.env_mask.extend([1] * len(turn_tokens[j]))
-                    ro.logprobs.extend(turn_logps[j])
-                    ro.turn_spans.append((start, len(ro.completion_ids)))
-                    action_texts.append(tokenizer.decode(turn_tokens[j], skip_special_tokens=True))
-                t_env = time.perf_counter()
-                results = _step_envs(envs, row_ids, action_texts)
-                stats.env_seconds += time.perf_counter() - t_env
-                keep_rows, keep_idx, chunks = [], [], []
-                for j, (r, res) in enumerate(zip(row_ids, results, strict=True)):
-                    obs, reward, terminated, truncated, info = res
-                    ro = rollouts[r]
-                    ro.env_rewards.append(float(reward))
-                    ro.messages = [dict(m) for m in info["messages"]]
-                    ro.final_info = {k: v for k, v in info.items() if k != "messages"}
-                    ends = terminated or truncated or turn >= max_turns
-                    suffix: list[int] = []
-                    if not ends:
-                        suffix = tokenizer.encode(
-                            _suffix_text(tokenizer, ro.messages, eot, sampled_eot[j]), add_special_tokens=False
-                        )
-                        if len(ro.completion_ids) + len(suffix) + 1 > budget:
-                            ends, truncated = True, True
-                    if ends:
-                        ro.terminated = bool(terminated)
-                        ro.truncated = not terminated
-                        ro.outcome = float(sum(ro.env_rewards))
-                        if not sampled_eot[j] and eot_ids:
-                            ro.completion_ids.append(next(iter(eot_ids)))
-                            ro.env_mask.append(0)
-                            ro.logprobs.append(0.0)
-                        continue
-                    ro.completion_ids.extend(suffix)
-                    ro.env_mask.extend([0] * len(suffix))
-                    ro.logprobs.extend([0.0] * len(suffix))
-                    ro.obs_ends.append(len(ro.completion_ids) - 1)
-                    keep_rows.append(r)
-                    keep_idx.append(j)
-                    chunks.append(suffix)
+                keep_rows, keep_idx, chunks = _apply_turn(
+                    _TurnContext(tokenizer, envs, eot, eot_ids, budget, max_turns, stats),
+                    rollouts,
+                    row_ids,
+                    turn,
+                    turn_tokens,
+                    turn_logps,
+                    sampled_eot,
+                )
                 if not keep_rows:
                     break
                 batch.select(keep_idx)
@@ -750,3 +789,138 @@ def evaluate_policy(
         "mean_turns": sum(r.num_turns for r in rollouts) / total,
         "by_source": dict(sorted(by_source.items())),
     }
+
+
+def _cut_at_stop(tokenizer: Any, ids: list[int], stop_strings: Sequence[str], eot_ids: set[int]) -> list[int]:
+    """Keep tokens up to the first end-of-turn token or the token that completes a stop string."""
+    for k, t in enumerate(ids):
+        if t in eot_ids:
+            return ids[: k + 1]
+        tail = tokenizer.decode(ids[max(0, k + 1 - STOP_WINDOW_TOKENS) : k + 1], skip_special_tokens=True)
+        if any(s in tail for s in stop_strings):
+            return ids[: k + 1]
+    return ids
+
+
+def generate_rollouts_with(
+    generate_fn: Any,
+    tokenizer: Any,
+    envs: Sequence[Any],
+    question_ids: Sequence[str],
+    *,
+    max_turns: int = 10,
+    max_turn_tokens: int = 128,
+    max_completion_length: int | None = None,
+    stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
+    ig: IGSpec | None = None,
+) -> tuple[list[Rollout], RolloutStats]:
+    """Multi-turn rollouts through an external generation engine (vLLM), one call per turn for all active rows.
+
+    The engine gets each row's full token sequence every turn (vLLM's prefix caching makes the repeated prefix
+    cheap); IG needs ``ig.scorer`` (e.g. ``HFScorer`` on the policy, which reuses each episode's prefix cache via
+    ``cache_keys``, or a ``VLLMScorer``). The bookkeeping (spans, env masks, rewards) is the same as
+    :func:`generate_rollouts`.
+
+    Args:
+        generate_fn: ``generate_fn(token_id_lists, max_tokens) -> (completion_id_lists, logprob_lists | None)``,
+            stopping at the end-of-turn token or the stop strings (extra tokens after a stop string are cut here).
+        tokenizer: The policy's tokenizer.
+        envs: One env per rollout.
+        question_ids: The question of each rollout.
+        max_turns: Turn limit.
+        max_turn_tokens: New tokens per assistant turn.
+        max_completion_length: Completion token budget per rollout.
+        stop_strings: A turn ends at the first of these.
+        ig: IG settings; ``ig.scorer`` must be set.
+
+    Example:
+        >>> from igpo_env.data.toy import toy_corpus, toy_qa
+        >>> from igpo_env.retrieval import BM25Retriever
+        >>> from igpo_env.scoring.tiny import tiny_tokenizer
+        >>> tok = tiny_tokenizer()
+        >>> answer = tok.encode("<answer> Karsel </answer>", add_special_tokens=False) + [tok.eos_token_id]
+        >>> envs = make_envs(1, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
+        >>> rollouts, _ = generate_rollouts_with(lambda p, n: ([answer for _ in p], None), tok, envs, ["tq0"])
+        >>> rollouts[0].f1, rollouts[0].num_turns
+        (1.0, 1)
+    """
+    from igpo_env.scoring.math import aggregate_aliases, check_alias, check_mode, information_gain
+    from igpo_env.scoring.templates import end_of_turn
+
+    n = len(question_ids)
+    if n == 0 or len(envs) < n:
+        raise ValueError(f"need one env per rollout and at least one rollout: {n} question ids, {len(envs)} envs")
+    if ig is not None:
+        check_mode(ig.mode)
+        check_alias(ig.alias)
+        if ig.scorer is None:
+            raise ValueError("`ig.scorer` must be set: external engines have no KV cache to branch from")
+    budget = max_completion_length if max_completion_length is not None else math.inf
+    stats = RolloutStats()
+    t_start = time.perf_counter()
+    eot = end_of_turn(tokenizer)
+    eot_ids = {tokenizer.convert_tokens_to_ids(eot)} if eot in tokenizer.get_vocab() else set()
+    if tokenizer.eos_token_id is not None:
+        eot_ids.add(int(tokenizer.eos_token_id))
+    rollouts: list[Rollout] = []
+    for i, qid in enumerate(question_ids):
+        _, info = envs[i].reset(options={"question_id": qid})
+        msgs = info["messages"]
+        ids = tokenizer.encode(_render(tokenizer, msgs, True), add_special_tokens=False)
+        rollouts.append(
+            Rollout(str(qid), str(info.get("data_source", "unknown")), ids, messages=[dict(m) for m in msgs])
+        )
+
+    def score(rows: list[int]) -> list[float]:
+        t0 = time.perf_counter()
+        contexts, targets, owner = [], [], []
+        for r in rows:
+            golds = tuple(getattr(envs[r], "unwrapped", envs[r]).ground_truth)
+            for g in golds[:1] if ig.alias == "first" else golds:
+                contexts.append(rollouts[r].messages)
+                targets.append(g)
+                owner.append(r)
+        kwargs = {"cache_keys": [f"rollout-{id(rollouts)}-{r}" for r in owner]} if _takes_cache_keys(ig.scorer) else {}
+        scores = ig.scorer.score(contexts, targets, **kwargs)
+        grouped: dict[int, list[float]] = {r: [] for r in rows}
+        for r, sc in zip(owner, scores, strict=True):
+            grouped[r].append(float(sc.mean_logprob))
+        stats.ig_seconds += time.perf_counter() - t0
+        return [aggregate_aliases(grouped[r], ig.alias, ig.mode) for r in rows]
+
+    row_ids = list(range(n))
+    if ig is not None:
+        for r, lp in zip(row_ids, score(row_ids), strict=True):
+            rollouts[r].mean_logprobs.append(lp)
+    turn = 0
+    while row_ids:
+        turn += 1
+        limits = [int(min(max_turn_tokens, budget - len(rollouts[r].completion_ids))) for r in row_ids]
+        outs, lps = generate_fn([rollouts[r].prompt_ids + rollouts[r].completion_ids for r in row_ids], max(limits))
+        turn_tokens = [
+            _cut_at_stop(tokenizer, list(o)[:lim], stop_strings, eot_ids) for o, lim in zip(outs, limits, strict=True)
+        ]
+        turn_logps = [
+            (list(lps[j])[: len(t)] if lps is not None else [0.0] * len(t)) for j, t in enumerate(turn_tokens)
+        ]
+        stats.generated_tokens += sum(len(t) for t in turn_tokens)
+        sampled_eot = [bool(t) and t[-1] in eot_ids for t in turn_tokens]
+        ctx = _TurnContext(tokenizer, envs, eot, eot_ids, budget, max_turns, stats)
+        keep_rows, _, _ = _apply_turn(ctx, rollouts, row_ids, turn, turn_tokens, turn_logps, sampled_eot)
+        row_ids = keep_rows
+        if ig is not None and row_ids:
+            for r, lp in zip(row_ids, score(row_ids), strict=True):
+                ro = rollouts[r]
+                ro.ig_rewards.append(information_gain(ro.mean_logprobs[-1], lp, ig.mode))
+                ro.mean_logprobs.append(lp)
+    if ig is not None and hasattr(ig.scorer, "release"):
+        ig.scorer.release([f"rollout-{id(rollouts)}-{r}" for r in range(n)])
+    stats.total_seconds = time.perf_counter() - t_start
+    return rollouts, stats
+
+
+def _takes_cache_keys(scorer: Any) -> bool:
+    try:
+        return "cache_keys" in inspect.signature(scorer.score).parameters
+    except (TypeError, ValueError):
+        return False

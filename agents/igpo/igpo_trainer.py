@@ -26,6 +26,9 @@ __all__ = ["IGPOTrainer", "outcome_reward", "make_train_dataset"]
 
 logger = logging.getLogger(__name__)
 
+SEED_STRIDE = 1_000_003
+"""Mixes (seed, rollout call, process) into one sampling seed, so every generation batch samples differently."""
+
 ZERO_ADVANTAGE_ATOL = 1e-8
 """A group whose every loss-token advantage is within this of 0 counts as zero-variance (no learning signal)."""
 
@@ -87,9 +90,11 @@ class IGPOTrainer(GRPOTrainer):
     With ``ig_coef=0`` (and ``advantage="paper"``) the per-token advantage of every assistant token is the parent's
     GRPO sequence advantage (discounted by ``gamma`` per remaining turn): the GRPO baseline is TRL's GRPO.
 
-    ``use_vllm=True``: generation inside the rollout still uses the policy's KV cache in transformers (TRL's
-    ``VLLMGeneration`` serves single-turn prompts; a multi-turn vLLM loop with prefix caching is not implemented
-    here, and vLLM needs a GPU). It raises a clear error instead of silently falling back.
+    ``use_vllm=True`` (GPU; not testable on this CPU-only project's CI): each turn of all active rollouts is one call
+    to TRL's ``VLLMGeneration.generate`` (colocate or server mode, weights synced by the parent; vLLM's prefix
+    caching reuses the transcript) through :func:`agents.rollout.generate_rollouts_with`, stopping at the stop
+    strings; IG is then scored by ``HFScorer`` on the training policy (per-episode prefix cache) unless another
+    scorer is configured. The engine-agnostic loop is tested on CPU with a stand-in engine.
 
     Args:
         model: Model id/path or a ``PreTrainedModel``.
@@ -135,13 +140,6 @@ class IGPOTrainer(GRPOTrainer):
     ):
         if not isinstance(args, IGPOConfig):
             raise TypeError(f"`args` must be an IGPOConfig, got {type(args).__name__}")
-        if args.use_vllm:
-            from igpo_env.error import Error
-
-            raise Error(
-                "IGPOTrainer with use_vllm=True is not implemented: multi-turn rollouts run in transformers with a "
-                "KV cache kept across turns. Set use_vllm=False (the GPU still runs the model)."
-            )
         if "rollout_func" in kwargs:
             raise TypeError("IGPOTrainer provides its own `rollout_func`; do not pass one")
         self._envs = list(envs) if envs is not None else None
@@ -190,26 +188,29 @@ class IGPOTrainer(GRPOTrainer):
         envs = self._get_envs(len(qids))
         mode = "train" if self.model.training else "eval"
         ig = IGSpec(mode=args.ig_mode, alias=args.ig_alias, scorer=self.ig_scorer) if args.ig_coef != 0 else None
-        seed = args.seed * 1_000_003 + self._rollout_calls * 7919 + self.accelerator.process_index
+        seed = (args.seed * SEED_STRIDE + self._rollout_calls) * SEED_STRIDE + self.accelerator.process_index
         self._rollout_calls += 1
         from trl.models import unwrap_model_for_generation
 
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
-            rollouts, stats = generate_rollouts(
-                unwrapped,
-                self.processing_class,
-                envs,
-                qids,
-                max_turns=args.max_turns,
-                max_turn_tokens=args.max_turn_tokens,
-                max_completion_length=args.max_completion_length,
-                temperature=args.temperature,
-                top_k=args.top_k or 0,
-                top_p=args.top_p,
-                stop_strings=args.stop_strings,
-                ig=ig,
-                seed=seed,
-            )
+        if args.use_vllm:
+            rollouts, stats = self._vllm_rollouts(qids, envs, ig)
+        else:
+            with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
+                rollouts, stats = generate_rollouts(
+                    unwrapped,
+                    self.processing_class,
+                    envs,
+                    qids,
+                    max_turns=args.max_turns,
+                    max_turn_tokens=args.max_turn_tokens,
+                    max_completion_length=args.max_completion_length,
+                    temperature=args.temperature,
+                    top_k=args.top_k or 0,
+                    top_p=args.top_p,
+                    stop_strings=args.stop_strings,
+                    ig=ig,
+                    seed=seed,
+                )
         self._last_rollouts = rollouts
         m = self._metrics[mode]
         m["rollout/seconds"].append(stats.total_seconds)
@@ -224,11 +225,49 @@ class IGPOTrainer(GRPOTrainer):
         return {
             "prompt_ids": [r.prompt_ids for r in rollouts],
             "completion_ids": [r.completion_ids for r in rollouts],
-            "logprobs": None,
+            "logprobs": [r.logprobs for r in rollouts] if args.use_vllm else None,
             "env_mask": [r.env_mask for r in rollouts],
             "outcome": [r.outcome for r in rollouts],
             "final_f1": [r.f1 for r in rollouts],
         }
+
+    def _vllm_rollouts(self, qids: list[str], envs: list[Any], ig: IGSpec | None):
+        """Rollouts through TRL's vLLM integration: one ``VLLMGeneration.generate`` call per turn."""
+        from agents.rollout import generate_rollouts_with
+
+        args = self.args
+        engine = self.vllm_generation
+        if ig is not None and ig.scorer is None:
+            from igpo_env.scoring.hf import HFScorer
+
+            policy = self.accelerator.unwrap_model(self.model)
+            ig = IGSpec(mode=ig.mode, alias=ig.alias, scorer=HFScorer(policy, self.processing_class))
+
+        def generate_fn(prompts: list[list[int]], max_tokens: int):
+            saved = (engine.max_completion_length, engine.generation_kwargs)
+            engine.max_completion_length = max_tokens
+            engine.generation_kwargs = {
+                **(saved[1] or {}),
+                "stop": list(args.stop_strings),
+                "include_stop_str_in_output": True,
+            }
+            try:
+                _, completion_ids, logprobs, _ = engine.generate(prompts, images=None, num_generations=1)
+            finally:
+                engine.max_completion_length, engine.generation_kwargs = saved
+            return completion_ids, [[float(lp[0]) for lp in row] for row in logprobs]
+
+        return generate_rollouts_with(
+            generate_fn,
+            self.processing_class,
+            envs,
+            qids,
+            max_turns=args.max_turns,
+            max_turn_tokens=args.max_turn_tokens,
+            max_completion_length=args.max_completion_length,
+            stop_strings=args.stop_strings,
+            ig=ig,
+        )
 
     # ------------------------------------------------------------------ rewards and advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

@@ -147,3 +147,36 @@ def test_validation_and_evaluate(tok, retriever):
     res = evaluate_policy(model, tok, envs, limit=3, max_turns=2, max_turn_tokens=6)
     assert res["n"] == 3 and sum(v["n"] for v in res["by_source"].values()) == 3
     assert 0.0 <= res["f1"] <= 1.0
+
+
+def test_external_engine_loop_matches_kv_cache_loop(tok, retriever):
+    """The engine-agnostic loop (vLLM path) gives the same tokens, masks and IG as the KV-cache loop."""
+    from agents.rollout import generate_rollouts_with
+
+    model = tiny_causal_lm(seed=5)
+    qids = ["tq0", "tq1", "tq3"]
+    envs = make_envs(3, dataset=toy_qa(), retriever=retriever)
+    ref, _ = generate_rollouts(
+        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[ACTIONS[q] for q in qids]
+    )
+    prompt_of = {tuple(r.prompt_ids): q for r, q in zip(ref, qids, strict=True)}
+    calls = {q: 0 for q in qids}
+
+    def forced_engine(prompts, max_tokens):
+        outs = []
+        for p in prompts:
+            q = next(q for pre, q in prompt_of.items() if tuple(p[: len(pre)]) == pre)
+            text = ACTIONS[q][calls[q]]
+            calls[q] += 1
+            outs.append(tok.encode(text, add_special_tokens=False) + [tok.eos_token_id, 7, 7])  # junk after eot is cut
+        return outs, None
+
+    got, stats = generate_rollouts_with(
+        forced_engine, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=HFScorer(model, tok))
+    )
+    for a, b in zip(ref, got, strict=True):
+        assert a.completion_ids == b.completion_ids and a.env_mask == b.env_mask and a.turn_spans == b.turn_spans
+        assert a.ig_rewards == pytest.approx(b.ig_rewards, abs=1e-5)
+        assert a.outcome == b.outcome
+    with pytest.raises(ValueError, match="`ig.scorer` must be set"):
+        generate_rollouts_with(forced_engine, tok, envs, qids, ig=IGSpec())

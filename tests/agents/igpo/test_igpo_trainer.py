@@ -172,3 +172,34 @@ def test_helpers_and_errors(tmp_path, retriever):
         IGPOConfig(output_dir=str(tmp_path), report_to="none", env_kwargs={"retriever": retriever})
     with pytest.raises(TypeError, match="must be an IGPOConfig"):
         IGPOTrainer(tiny_causal_lm(), args=None)
+
+
+class FakeVLLMGeneration:
+    """Stands in for TRL's VLLMGeneration: answers every turn with a fixed action (and junk after the stop)."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.max_completion_length = 256
+        self.generation_kwargs = {}
+        self.calls = []
+
+    def generate(self, prompts, images, num_generations):
+        self.calls.append((len(prompts), self.max_completion_length, dict(self.generation_kwargs)))
+        ids = self.tok.encode("<search> Ostrand </search> junk", add_special_tokens=False)
+        return prompts, [ids for _ in prompts], [[[-0.5] for _ in ids] for _ in prompts], None
+
+
+def test_vllm_rollout_adapter(tmp_path, retriever):
+    trainer = make_trainer(tmp_path, retriever, max_turns=2, max_turn_tokens=32)
+    trainer.vllm_generation = FakeVLLMGeneration(trainer.processing_class)
+    rollouts, stats = trainer._vllm_rollouts(["tq0", "tq1"], trainer._get_envs(2), ig=None)
+    assert [r.num_turns for r in rollouts] == [2, 2] and all(r.truncated for r in rollouts)
+    n, max_tokens, kwargs = trainer.vllm_generation.calls[0]
+    assert n == 2 and max_tokens == trainer.args.max_turn_tokens and kwargs["stop"] == ["</search>", "</answer>"]
+    assert trainer.vllm_generation.generation_kwargs == {}  # restored
+    text = trainer.processing_class.decode(rollouts[0].completion_ids[slice(*rollouts[0].turn_spans[0])])
+    assert text.endswith("</search>")  # tokens after the stop string are cut
+    from agents.rollout import IGSpec
+
+    rollouts, _ = trainer._vllm_rollouts(["tq0"], trainer._get_envs(1), ig=IGSpec())  # IG via HFScorer on the policy
+    assert len(rollouts[0].ig_rewards) == 1
