@@ -27,7 +27,7 @@ from igpo_env.types import Doc
 
 __all__ = [
     "ActionKind",
-    "Protocol",
+    "ActionProtocol",
     "PROTOCOLS",
     "ParsedAction",
     "parse_action",
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 ActionKind = Literal["search", "answer", "invalid"]
-Protocol = Literal["tags", "tool_call"]
+ActionProtocol = Literal["tags", "tool_call"]
 PROTOCOLS: tuple[str, ...] = ("tags", "tool_call")
 
 TOOL_NAME = "web_search"
@@ -163,7 +163,9 @@ def _parse_tool_call(body: str, max_queries: int) -> ParsedAction:
     return ParsedAction("search", queries=tuple(queries))
 
 
-def parse_action(text: str, protocol: Protocol = "tags", max_queries: int = MAX_QUERIES_PER_CALL) -> ParsedAction:
+def parse_action(
+    text: str, protocol: ActionProtocol = "tags", max_queries: int = MAX_QUERIES_PER_CALL
+) -> ParsedAction:
     """Parse an action text: the first complete ``<search>``/``<tool_call>`` or ``<answer>`` tag pair decides.
 
     Pure function: never raises on any ``str`` (malformed input gives ``kind="invalid"`` with an ``error``).
@@ -256,7 +258,10 @@ def format_docs(docs: Sequence[Doc], start: int = 1) -> str:
 
 
 def format_observation(
-    queries: Sequence[str], results: Sequence[Sequence[Doc]], protocol: Protocol = "tags", max_chars: int | None = None
+    queries: Sequence[str],
+    results: Sequence[Sequence[Doc]],
+    protocol: ActionProtocol = "tags",
+    max_chars: int | None = None,
 ) -> str:
     """Build the observation for a search turn.
 
@@ -288,7 +293,7 @@ def format_observation(
     return prefix + body + suffix
 
 
-def format_hint(error: str | None, protocol: Protocol = "tags") -> str:
+def format_hint(error: str | None, protocol: ActionProtocol = "tags") -> str:
     """Build the observation for an invalid action: what went wrong and the expected format.
 
     Example:
