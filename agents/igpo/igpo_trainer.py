@@ -201,13 +201,10 @@ class IGPOTrainer(GRPOTrainer):
                     self.processing_class,
                     envs,
                     qids,
-                    max_turns=args.max_turns,
-                    max_turn_tokens=args.max_turn_tokens,
-                    max_completion_length=args.max_completion_length,
+                    **self._episode_limits(),
                     temperature=args.temperature,
                     top_k=args.top_k or 0,
                     top_p=args.top_p,
-                    stop_strings=args.stop_strings,
                     ig=ig,
                     seed=seed,
                 )
@@ -257,17 +254,16 @@ class IGPOTrainer(GRPOTrainer):
                 engine.max_completion_length, engine.generation_kwargs = saved
             return completion_ids, [[float(lp[0]) for lp in row] for row in logprobs]
 
-        return generate_rollouts_with(
-            generate_fn,
-            self.processing_class,
-            envs,
-            qids,
-            max_turns=args.max_turns,
-            max_turn_tokens=args.max_turn_tokens,
-            max_completion_length=args.max_completion_length,
-            stop_strings=args.stop_strings,
-            ig=ig,
-        )
+        return generate_rollouts_with(generate_fn, self.processing_class, envs, qids, **self._episode_limits(), ig=ig)
+
+    def _episode_limits(self) -> dict[str, Any]:
+        args = self.args
+        return {
+            "max_turns": args.max_turns,
+            "max_turn_tokens": args.max_turn_tokens,
+            "max_completion_length": args.max_completion_length,
+            "stop_strings": args.stop_strings,
+        }
 
     # ------------------------------------------------------------------ rewards and advantages
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
