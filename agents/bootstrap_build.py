@@ -1,0 +1,286 @@
+"""The build steps behind :func:`agents.bootstrap.bootstrap`: scripted trajectories, tokenizer, SFT, save, report.
+
+Example:
+    >>> from agents.bootstrap_build import mistake_flags
+    >>> msgs = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<search> a </search>"},
+    ...         {"role": "user", "content": "obs"}, {"role": "assistant", "content": "<answer> b </answer>"}]
+    >>> mistake_flags(msgs, [False, True])
+    [False, False, False, True]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.bootstrap import CONFIG_VERSION, REPORT_FILE, BootstrapSpec, encode_transcript, make_model, train_tokenizer
+from igpo_env.types import Message
+
+__all__ = ["Trajectory", "build", "collect_trajectories", "mistake_flags", "sft_train"]
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_SAMPLE_PASSAGES = 20_000
+"""Corpus passages used to train the tokenizer (all of a default world)."""
+
+TOKENIZER_SAMPLE_TRAJECTORIES = 500
+"""Rendered transcripts added to the tokenizer's training text (prompts, tags, observation format)."""
+
+LOGGING_FRACTION = 20
+"""Log the training loss about this many times per run."""
+
+
+@dataclass
+class Trajectory:
+    """One scripted episode ready for SFT.
+
+    Attributes:
+        messages: The full transcript, ending with the final assistant turn.
+        mistakes: Per assistant turn, True when it is a mistaken action (excluded from the loss).
+        agent: Which scripted agent played it (``"oracle"`` or ``"noisy"``).
+        f1: Outcome F1 of the episode.
+    """
+
+    messages: list[Message]
+    mistakes: list[bool]
+    agent: str
+    f1: float
+
+
+def mistake_flags(messages: Sequence[Message], mistakes: Sequence[bool]) -> list[bool]:
+    """Spread per-assistant-turn mistake flags over all messages (non-assistant messages are never masked)."""
+    flags: list[bool] = []
+    it = iter(mistakes)
+    for m in messages:
+        flags.append(bool(next(it, False)) if m["role"] == "assistant" else False)
+    return flags
+
+
+class AnswerFormatMix:
+    """Wraps a scripted agent and rewrites a share of its answer actions into the IGPO pseudo-response form.
+
+    The scripted agents answer ``<think>...</think>\\n<answer> X </answer>``; the IG scorer asks for
+    ``<think>\\nNow there's enough information to answer\\n</think>\\n<answer>\\nX\\n</answer>``. Training on both forms
+    makes ``p(gold | transcript)`` under the scoring template meaningful. Mistake flags pass through unchanged.
+
+    Args:
+        agent: A scripted agent (``act``, ``reset``, ``last_mistake``).
+        share: Probability of rewriting an answer action.
+        seed: Seed of the rewrite draws.
+
+    Example:
+        >>> class Fixed:
+        ...     last_mistake = False
+        ...     def reset(self, seed=None): pass
+        ...     def act(self, obs, info): return "<think>So.</think> <answer> Karsel </answer>"
+        >>> print(AnswerFormatMix(Fixed(), share=1.0).act("", {}))
+        <think>
+        Now there's enough information to answer
+        </think>
+        <answer>
+        Karsel
+        </answer>
+    """
+
+    def __init__(self, agent: Any, share: float, seed: int = 0) -> None:
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"`share` must be in [0, 1], got {share}")
+        import numpy as np
+
+        self.agent = agent
+        self.share = share
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def last_mistake(self) -> bool:
+        """Whether the wrapped agent's last action was a deliberate mistake."""
+        return bool(getattr(self.agent, "last_mistake", False))
+
+    def reset(self, seed: int | None = None) -> None:
+        """Reset the wrapped agent."""
+        self.agent.reset(seed)
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        """Return the wrapped agent's action, its answer possibly rewritten into the IG pseudo-response form."""
+        from igpo_env.metrics import extract_answer
+        from igpo_env.scoring.templates import IGPO_TEMPLATE
+
+        action = self.agent.act(observation, info)
+        answer = extract_answer(action) if "<answer>" in action else None
+        if answer is not None and self.rng.random() < self.share:
+            t = IGPO_TEMPLATE
+            action = f"{t.think}{t.pseudo_response}{answer.strip()}{t.answer_close}"
+        return action
+
+
+def collect_trajectories(
+    world: Path, n: int, noisy_fraction: float, seed: int, ig_answer_share: float = 0.5, verbose: bool = True
+) -> list[Trajectory]:
+    """Play ``n`` train-split episodes with the scripted oracle / noisy-oracle agents in SearchQA-v0.
+
+    Args:
+        world: A SynthWiki world directory (corpus.jsonl + train.jsonl).
+        n: Episodes to play (questions are drawn in a seeded order, cycling through the train split).
+        noisy_fraction: Share of episodes played by the noisy oracle.
+        seed: Seed of the question order and of the agents.
+        ig_answer_share: Share of answers written in the IG pseudo-response form (see :class:`AnswerFormatMix`).
+        verbose: Show a progress bar.
+    """
+    import gymnasium as gym
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from agents.scripted import NoisyOracleAgent, OracleAgent, run_episode
+    from igpo_env.data import load_qa
+    from igpo_env.retrieval import get_retriever
+
+    examples = load_qa(world, "train")
+    retriever = get_retriever(str(world / "corpus.jsonl"))
+    env = gym.make("SearchQA-v0", dataset=examples, retriever=retriever)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(examples)) for _ in range(math.ceil(n / len(examples)))])[:n]
+    noisy = rng.random(n) < noisy_fraction
+    agents = {
+        "oracle": AnswerFormatMix(OracleAgent(env), ig_answer_share, seed),
+        "noisy": AnswerFormatMix(NoisyOracleAgent(env, seed=seed), ig_answer_share, seed + 1),
+    }
+    out: list[Trajectory] = []
+    for i in tqdm(range(n), desc="scripted episodes", disable=not verbose):
+        name = "noisy" if noisy[i] else "oracle"
+        ep = run_episode(env, agents[name], seed=None, options={"index": int(order[i])})
+        out.append(Trajectory(list(ep.messages), list(ep.mistakes), name, float(ep.final_info.get("f1", 0.0))))
+    env.close()
+    return out
+
+
+def _iter_tokenizer_text(world: Path, trajectories: Sequence[Trajectory]) -> Iterator[str]:
+    from igpo_env.data import load_corpus
+
+    for i, doc in enumerate(load_corpus(world / "corpus.jsonl")):
+        if i >= TOKENIZER_SAMPLE_PASSAGES:
+            break
+        yield doc.contents
+    for t in trajectories[:TOKENIZER_SAMPLE_TRAJECTORIES]:
+        yield "".join(m["content"] for m in t.messages)
+
+
+def sft_train(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, list[int]]],
+    spec: BootstrapSpec,
+    seed: int,
+    work_dir: Path,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` in place with TRL's SFTTrainer on pre-tokenized ``input_ids`` + ``labels`` rows.
+
+    Sequences are packed (best-fit decreasing, block-diagonal attention through ``position_ids``) to
+    ``spec.max_length`` tokens; the number of optimizer steps is ``spec.train_tokens / (batch_size * max_length)``.
+
+    Returns:
+        Training stats: steps, tokens per step, final loss, seconds.
+    """
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tokens_per_step = spec.batch_size * spec.max_length
+    max_steps = max(1, math.ceil(spec.train_tokens / tokens_per_step))
+    args = SFTConfig(
+        output_dir=str(work_dir / "trainer"),
+        max_steps=max_steps,
+        per_device_train_batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=spec.warmup_ratio,
+        weight_decay=spec.weight_decay,
+        max_length=spec.max_length,
+        packing=True,
+        packing_strategy="bfd",
+        seed=seed,
+        data_seed=seed,
+        logging_steps=max(1, max_steps // LOGGING_FRACTION),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        disable_tqdm=not verbose,
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    start = time.perf_counter()
+    result = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "steps": max_steps,
+        "tokens_per_step": tokens_per_step,
+        "train_loss": float(result.training_loss),
+        "final_loss": float(losses[-1]) if losses else float("nan"),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool = True) -> dict[str, Any]:
+    """Build the model directory ``target`` atomically (temp dir + rename) and return its report.
+
+    Steps: the SynthWiki world of ``seed``, scripted trajectories, the tokenizer, the SFT run, save, quality report.
+    """
+    from agents.bootstrap_eval import quality_report
+    from igpo_env.data.synthwiki import default_world
+
+    start = time.perf_counter()
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    world = Path(default_world(seed))
+    trajectories = collect_trajectories(
+        world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose
+    )
+    tokenizer = train_tokenizer(_iter_tokenizer_text(world, trajectories), spec.vocab_size)
+    rows = [
+        encode_transcript(tokenizer, t.messages, mistake_flags(t.messages, t.mistakes), spec.max_length)
+        for t in trajectories
+    ]
+    model = make_model(spec, tokenizer, seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        stats = sft_train(model, tokenizer, rows, spec, seed, tmp, verbose)
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        model.eval()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        quality = quality_report(model, tokenizer, world, spec.eval_questions, seed=seed, verbose=verbose)
+        n_mistakes = sum(sum(t.mistakes) for t in trajectories)
+        n_turns = sum(len(t.mistakes) for t in trajectories)
+        report = {
+            **quality,
+            "minutes": (time.perf_counter() - start) / 60.0,
+            "size": size,
+            "seed": seed,
+            "config_version": CONFIG_VERSION,
+            "parameters": int(model.num_parameters()),
+            "train_episodes": len(trajectories),
+            "train_sequence_tokens": int(sum(len(r["input_ids"]) for r in rows)),
+            "masked_action_share": n_mistakes / max(1, n_turns),
+            "scripted_f1": sum(t.f1 for t in trajectories) / max(1, len(trajectories)),
+            "sft": stats,
+            "spec": asdict(spec),
+            "world": str(world),
+        }
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report

@@ -1,0 +1,181 @@
+"""Quality report of a policy LM on a SynthWiki dev split: format, F1, question-only F1 and IG sanity.
+
+- ``well_formed_rate``: share of generated turns the env parses as a search or an answer.
+- ``dev_f1``: mean outcome F1 of :class:`agents.llm_agent.LLMAgent` (greedy) playing SearchQA-v0.
+- ``question_only_f1``: F1 of the same model answering right after the question, forced into the IG pseudo-response
+  (``<think>\\nNow there's enough information to answer\\n</think>\\n<answer>\\n``), i.e. with no search.
+- IG sanity: ``p(gold | transcript)`` under the IGPO scoring template, after the scripted oracle has retrieved all the
+  supporting passages (``p_oracle``) versus with the question only (``p_question_only``); ``ig_sanity_share`` is the
+  share of questions with ``p_oracle > p_question_only``.
+
+Example:
+    >>> from agents.bootstrap_eval import median
+    >>> median([0.1, 0.9, 0.5])
+    0.5
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from igpo_env.types import Message, QAExample
+
+__all__ = ["quality_report", "oracle_transcripts", "score_gold", "median"]
+
+logger = logging.getLogger(__name__)
+
+EVAL_BATCH_SIZE = 32
+"""Transcripts per generation / scoring batch."""
+
+ANSWER_MAX_NEW_TOKENS = 16
+"""Longest question-only answer generated."""
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence (mean of the two middle values for even lengths)."""
+    if not values:
+        raise ValueError("`values` must not be empty")
+    s = sorted(values)
+    mid = len(s) // 2
+    return float(s[mid]) if len(s) % 2 else float((s[mid - 1] + s[mid]) / 2)
+
+
+def score_gold(
+    model: Any, tokenizer: Any, contexts: Sequence[Sequence[Message]], golds: Sequence[str], batch_size: int
+) -> list[float]:
+    """``p = exp(mean log p(GT tokens))`` under the IGPO scoring template, batched.
+
+    Uses :class:`igpo_env.scoring.hf.HFScorer` when it is available, so the numbers are those the IG wrapper sees.
+    """
+    try:
+        from igpo_env.scoring.hf import HFScorer
+    except ImportError:
+        HFScorer = None  # noqa: N806
+    if HFScorer is not None:
+        scorer = HFScorer(model, tokenizer, batch_size=batch_size)
+        return [s.prob for s in scorer.score([list(c) for c in contexts], list(golds))]
+    return _score_gold_naive(model, tokenizer, contexts, golds, batch_size)
+
+
+def _score_gold_naive(
+    model: Any, tokenizer: Any, contexts: Sequence[Sequence[Message]], golds: Sequence[str], batch_size: int
+) -> list[float]:
+    import math
+
+    import torch
+
+    from igpo_env.scoring.templates import IGPO_TEMPLATE, render_transcript
+
+    probs: list[float] = []
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(contexts), batch_size):
+        rows = []
+        for ctx, gold in zip(contexts[start : start + batch_size], golds[start : start + batch_size], strict=True):
+            prefix = IGPO_TEMPLATE.prefix(render_transcript(ctx, tokenizer))
+            p_ids = tokenizer.encode(prefix, add_special_tokens=False)
+            g_ids = tokenizer.encode(gold, add_special_tokens=False)
+            rows.append((p_ids + g_ids, len(p_ids), len(g_ids)))
+        width = max(len(r[0]) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, (r, _, _) in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        for i, (r, n_prefix, n_gold) in enumerate(rows):
+            pos = torch.arange(n_prefix - 1, n_prefix - 1 + n_gold)
+            lp = logp[i, pos, torch.tensor(r[n_prefix:])]
+            probs.append(math.exp(float(lp.mean())))
+    return probs
+
+
+def oracle_transcripts(examples: Sequence[QAExample], retriever: Any, seed: int = 0) -> list[list[Message]]:
+    """Return the transcript after the scripted oracle's searches, just before it answers, for each question."""
+    import gymnasium as gym
+
+    from agents.scripted import OracleAgent
+
+    env = gym.make("SearchQA-v0", dataset=list(examples), retriever=retriever)
+    agent = OracleAgent(env)
+    out: list[list[Message]] = []
+    for i in range(len(examples)):
+        obs, info = env.reset(seed=seed + i, options={"index": i})
+        messages = list(info["messages"])
+        for _ in range(len(examples[i].supporting_doc_ids) + 2):
+            action = agent.act(obs, info)
+            if "<answer>" in action:
+                break
+            obs, _, terminated, truncated, info = env.step(action)
+            messages = list(info["messages"])
+            if terminated or truncated:
+                break
+        out.append(messages)
+    env.close()
+    return out
+
+
+def quality_report(
+    model: Any, tokenizer: Any, world: str | Path, n_questions: int, seed: int = 0, verbose: bool = True
+) -> dict[str, Any]:
+    """Measure the quality numbers of the policy LM on the first ``n_questions`` dev questions of ``world``.
+
+    Returns:
+        ``well_formed_rate``, ``dev_f1``, ``question_only_f1``, ``ig_sanity_share``, ``median_p_oracle``,
+        ``median_p_question_only``, ``dev_f1_by_source``, ``eval_questions``, ``eval_seconds``.
+    """
+    import time
+
+    import gymnasium as gym
+
+    from agents.llm_agent import LLMAgent
+    from igpo_env.data import load_qa
+    from igpo_env.metrics import f1
+    from igpo_env.retrieval import get_retriever
+    from igpo_env.scoring.templates import IGPO_TEMPLATE
+
+    start = time.perf_counter()
+    world = Path(world)
+    examples = load_qa(world, "dev")[:n_questions]
+    retriever = get_retriever(str(world / "corpus.jsonl"))
+    model.eval()
+    agent = LLMAgent(model, tokenizer, batch_size=EVAL_BATCH_SIZE)
+    envs = [gym.make("SearchQA-v0", dataset=examples, retriever=retriever) for _ in examples]
+    records = agent.play(envs, options=[{"index": i} for i in range(len(examples))])
+    for env in envs:
+        env.close()
+    turns = sum(len(r.action_types) for r in records)
+    well_formed = sum(t != "invalid" for t in (a for r in records for a in r.action_types))
+    by_source: dict[str, list[float]] = defaultdict(list)
+    for ex, rec in zip(examples, records, strict=True):
+        by_source[ex.data_source].append(rec.f1)
+
+    prompts = [[{"role": "user", "content": r.messages[0]["content"]}] for r in records]
+    if records and records[0].messages[0]["role"] != "user":  # a system message first
+        prompts = [r.messages[:2] for r in records]
+    answer_agent = LLMAgent(model, tokenizer, batch_size=EVAL_BATCH_SIZE, max_new_tokens=ANSWER_MAX_NEW_TOKENS)
+    answers = answer_agent.generate([IGPO_TEMPLATE.prefix(answer_agent.render(p)) for p in prompts])
+    q_only_f1 = [
+        f1(a.replace("</answer>", "").strip(), ex.golden_answers) for a, ex in zip(answers, examples, strict=True)
+    ]
+
+    golds = [ex.golden_answers[0] for ex in examples]
+    p_q = score_gold(model, tokenizer, prompts, golds, EVAL_BATCH_SIZE)
+    p_o = score_gold(model, tokenizer, oracle_transcripts(examples, retriever, seed), golds, EVAL_BATCH_SIZE)
+    n = max(1, len(examples))
+    return {
+        "well_formed_rate": well_formed / max(1, turns),
+        "dev_f1": sum(r.f1 for r in records) / n,
+        "question_only_f1": sum(q_only_f1) / n,
+        "ig_sanity_share": sum(o > q for o, q in zip(p_o, p_q, strict=True)) / n,
+        "median_p_oracle": median(p_o) if p_o else 0.0,
+        "median_p_question_only": median(p_q) if p_q else 0.0,
+        "dev_f1_by_source": {k: sum(v) / len(v) for k, v in sorted(by_source.items())},
+        "mean_turns": turns / n,
+        "eval_questions": len(examples),
+        "eval_seconds": time.perf_counter() - start,
+    }

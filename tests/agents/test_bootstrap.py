@@ -1,0 +1,192 @@
+import json
+from dataclasses import replace
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from agents.bootstrap import (
+    REPORT_FILE,
+    SIZES,
+    TAG_TOKENS,
+    bootstrap,
+    default_model_dir,
+    encode_transcript,
+    make_model,
+    train_tokenizer,
+)
+from agents.bootstrap_build import AnswerFormatMix, Trajectory, collect_trajectories, mistake_flags, sft_train
+from agents.llm_agent import LLMAgent
+from igpo_env.data.toy import toy_corpus, toy_qa
+from igpo_env.prompts import DEFAULT_PROMPT_TEMPLATE
+
+REPORT_KEYS = (
+    "well_formed_rate",
+    "dev_f1",
+    "question_only_f1",
+    "ig_sanity_share",
+    "median_p_oracle",
+    "median_p_question_only",
+    "minutes",
+)
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer():
+    return train_tokenizer([d.contents for d in toy_corpus()] * 5, vocab_size=400)
+
+
+def _toy_transcript(q):
+    doc = next(d for d in toy_corpus() if d.id == q.supporting_doc_ids[-1])
+    return [
+        {"role": "user", "content": DEFAULT_PROMPT_TEMPLATE.format(question=q.question)},
+        {"role": "assistant", "content": f"<think>Look it up.</think>\n<search> {doc.title} </search>"},
+        {"role": "user", "content": f"\n\n<information>Doc 1(Title: {doc.title}) {doc.text}</information>\n\n"},
+        {"role": "assistant", "content": f"<answer> {q.golden_answers[0]} </answer>"},
+    ]
+
+
+def test_tokenizer_special_and_tag_tokens(toy_tokenizer):
+    tok = toy_tokenizer
+    for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", *TAG_TOKENS):
+        assert len(tok.encode(t, add_special_tokens=False)) == 1, t
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    text = "<search> Karsel 1204 </search>"
+    assert tok.decode(tok.encode(text, add_special_tokens=False), skip_special_tokens=True) == text
+
+
+def test_tokenizer_bad_vocab_size():
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_tokenizer(["a"], vocab_size=10)
+
+
+def test_saved_dir_loads_with_auto_classes(toy_tokenizer, tmp_path):
+    model = make_model(SIZES["tiny"], toy_tokenizer)
+    model.save_pretrained(tmp_path)
+    toy_tokenizer.save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    text = tok.apply_chat_template(_toy_transcript(toy_qa()[1]), tokenize=False)
+    assert tok.encode(text, add_special_tokens=False) == toy_tokenizer.encode(text, add_special_tokens=False)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    assert loaded.generation_config.pad_token_id == tok.pad_token_id
+
+
+def test_model_sizes(toy_tokenizer):
+    assert make_model(SIZES["tiny"], toy_tokenizer).num_parameters() < 1_000_000
+    small_tok_vocab = SIZES["small"].vocab_size
+    n = make_model(SIZES["small"], toy_tokenizer).num_parameters()
+    n += (small_tok_vocab - len(toy_tokenizer)) * SIZES["small"].hidden_size  # embedding at full vocab size
+    assert 3_000_000 < n < 6_000_000
+
+
+def test_encode_transcript_masks_only_flagged_messages(toy_tokenizer):
+    msgs = _toy_transcript(toy_qa()[0])
+    enc = encode_transcript(toy_tokenizer, msgs, mistake_flags(msgs, [True, False]))
+    ids, labels = enc["input_ids"], enc["labels"]
+    assert ids == toy_tokenizer.encode(
+        toy_tokenizer.apply_chat_template(msgs, tokenize=False), add_special_tokens=False
+    )
+    first_len = len(encode_transcript(toy_tokenizer, msgs[:1])["input_ids"])
+    second_len = len(encode_transcript(toy_tokenizer, msgs[:2])["input_ids"])
+    assert labels[:first_len] == ids[:first_len]  # the question is trained on
+    assert set(labels[first_len:second_len]) == {-100}  # the mistaken search is not
+    assert labels[second_len:] == ids[second_len:]  # the passage and the answer are
+    with pytest.raises(ValueError, match="masked"):
+        encode_transcript(toy_tokenizer, msgs, [False])
+    assert len(encode_transcript(toy_tokenizer, msgs, max_length=7)["input_ids"]) == 7
+
+
+def test_sft_is_deterministic_under_seed(toy_tokenizer, tmp_path):
+    spec = replace(SIZES["tiny"], train_tokens=2 * 256, batch_size=2, max_length=256)
+    rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
+    weights = []
+    for run in range(2):
+        model = make_model(spec, toy_tokenizer, seed=1)
+        stats = sft_train(model, toy_tokenizer, rows, spec, seed=1, work_dir=tmp_path / str(run), verbose=False)
+        assert stats["steps"] == 2
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    assert any((weights[0][k] != make_model(spec, toy_tokenizer, seed=1).state_dict()[k]).any() for k in weights[0])
+
+
+def test_answer_format_mix_keeps_mistake_flag():
+    class Agent:
+        last_mistake = True
+
+        def reset(self, seed=None):
+            pass
+
+        def act(self, obs, info):
+            return "<answer> x </answer>"
+
+    mix = AnswerFormatMix(Agent(), share=0.0)
+    assert mix.act("", {}) == "<answer> x </answer>" and mix.last_mistake
+    with pytest.raises(ValueError, match="share"):
+        AnswerFormatMix(Agent(), share=2.0)
+
+
+def test_collect_trajectories_flags_noisy_mistakes():
+    from igpo_env.data.synthwiki import default_world
+
+    trajs = collect_trajectories(default_world(0), 30, noisy_fraction=1.0, seed=0, verbose=False)
+    assert len(trajs) == 30 and all(isinstance(t, Trajectory) and t.agent == "noisy" for t in trajs)
+    for t in trajs:
+        assert len(t.mistakes) == sum(m["role"] == "assistant" for m in t.messages)
+    assert any(any(t.mistakes) for t in trajs)
+    assert any(t.f1 == 1.0 for t in trajs)
+    assert collect_trajectories(default_world(0), 5, 0.5, seed=0, verbose=False)[3].messages == (
+        collect_trajectories(default_world(0), 5, 0.5, seed=0, verbose=False)[3].messages
+    )
+
+
+def test_bootstrap_argument_checks():
+    with pytest.raises(ValueError, match="size"):
+        bootstrap(size="huge")
+    with pytest.raises(ValueError, match="train_tokens"):
+        bootstrap(size="tiny", train_tokens=0)
+    assert default_model_dir("small", 2).name == "synthwiki-s2-small-v1"
+
+
+def test_tiny_policy_dir_is_a_standard_hf_dir(tiny_policy_dir):
+    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", REPORT_FILE):
+        assert (tiny_policy_dir / name).exists(), name
+    report = json.loads((tiny_policy_dir / REPORT_FILE).read_text())
+    for key in REPORT_KEYS:
+        assert isinstance(report[key], float), key
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
+    assert model.num_parameters() < 1_000_000
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    assert tok.eos_token == "<|im_end|>"
+
+
+def test_tiny_policy_plays_the_env(tiny_policy_dir):
+    import gymnasium as gym
+
+    from igpo_env.data import load_qa
+    from igpo_env.data.synthwiki import default_world
+    from igpo_env.retrieval import get_retriever
+
+    world = default_world(0)
+    dev = load_qa(world, "dev")[:8]
+    retriever = get_retriever(str(world / "corpus.jsonl"))
+    agent = LLMAgent.from_pretrained(tiny_policy_dir)
+    envs = [gym.make("SearchQA-v0", dataset=dev, retriever=retriever, max_episode_steps=4) for _ in dev]
+    records = agent.play(envs, options=[{"index": i} for i in range(len(dev))])
+    types = [t for r in records for t in r.action_types]
+    assert sum(t != "invalid" for t in types) / len(types) >= 0.5  # loose floor; the report has the real rate
+    assert any(t == "search" for t in types)
+    again = agent.play(envs, options=[{"index": i} for i in range(len(dev))])
+    assert [r.actions for r in again] == [r.actions for r in records]  # greedy: same outputs
+
+
+def test_cli_reuses_existing_build(tiny_policy_dir, capsys):
+    import argparse
+
+    from agents.bootstrap_cli import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    mtime = (tiny_policy_dir / "model.safetensors").stat().st_mtime
+    assert run(parser.parse_args(["--size", "tiny", "--out", str(tiny_policy_dir), "--quiet"])) == 0
+    assert (tiny_policy_dir / "model.safetensors").stat().st_mtime == mtime
+    assert "well_formed_rate=" in capsys.readouterr().out
