@@ -65,6 +65,8 @@ JSON_BYTES_PER_CHAR = 12
 BODY_OVERHEAD_BYTES = 65_536
 MAX_KEY_CHARS = 256
 """Longest cache key (an episode id) accepted."""
+MAX_REPORTED_PROBLEMS = 5
+"""Validation problems listed in a 422 answer."""
 SERVER_START_TIMEOUT_S = 30.0
 SERVER_STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.01
@@ -373,6 +375,7 @@ def create_app(
         from contextlib import asynccontextmanager
 
         from fastapi import FastAPI, Request
+        from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
     except ImportError as e:
         raise DependencyNotInstalled(f"the scorer server needs fastapi: pip install igpo-env ({e})") from e
@@ -395,6 +398,17 @@ def create_app(
     app.state.stats = stats
     app.state.limits = limits
     app.state.max_body_bytes = max_body_bytes
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # A short message without echoing the (possibly huge) input back.
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        detail = "; ".join(problems[:MAX_REPORTED_PROBLEMS])
+        if len(problems) > MAX_REPORTED_PROBLEMS:
+            detail += f"; ... ({len(problems)} problems)"
+        if "json" not in request.headers.get("content-type", ""):
+            detail += "; send a JSON body with `Content-Type: application/json`"
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):

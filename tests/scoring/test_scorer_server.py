@@ -394,3 +394,12 @@ def test_remote_scorer_pickles_for_subprocess_workers(overlap_server):
     assert clone._namespace != remote._namespace  # a worker's cache keys never collide with its parent's
     assert clone.score(CONTEXTS, TARGETS) == OverlapScorer().score(CONTEXTS, TARGETS)
     assert copy.deepcopy(clone).score(CONTEXTS[:1], TARGETS[:1]) == OverlapScorer().score(CONTEXTS[:1], TARGETS[:1])
+
+
+def test_validation_errors_are_short_and_hint_at_content_type(overlap_server):
+    url = f"{overlap_server.url}/score"
+    r = httpx.post(url, content=b'{"contexts": ["a"], "targets": ["x"]}')  # no JSON content type
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"]
+    r = httpx.post(url, json={"contexts": [1] * 8, "targets": ["x" * 150] * 8})
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and "contexts.0" in detail and "problems)" in detail and "x" * 150 not in detail
