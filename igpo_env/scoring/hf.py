@@ -57,8 +57,13 @@ DTYPES = ("float32", "bfloat16", "float16", "auto")
 DEFAULT_BATCH_SIZE = 32
 """Rows per forward pass."""
 
-DEFAULT_PAD_SLACK = 1.25
-"""Largest padded / real token ratio of a batch (see :func:`plan_batches`)."""
+PAD_SLACK = {"cpu": 1.0, "cuda": 1.5}
+"""Default largest padded / real token ratio of a batch per device type (see :func:`plan_batches`). On CPU batching
+buys no speed, and any padding forces masked attention (no causal fast path), so only equal-length rows share a pass;
+on GPUs bigger batches pay."""
+
+FREE_PAD_TOKENS = 8
+"""Padding per row always tolerated by :func:`plan_batches` (targets and short turns differ by a few tokens)."""
 
 DEFAULT_MAX_CACHED_STREAMS = 512
 """Per-key prefix caches kept (least recently used dropped first); the wrapper also releases finished episodes."""
@@ -96,11 +101,13 @@ def plan_batches(
 
     A batch pads the cached KV to its longest row and the new tokens to its longest row; rows of similar lengths
     waste little. A new batch starts when adding a row would make either padded size exceed ``pad_slack`` times the
-    real size (plus one row of slack), or at ``batch_size`` rows.
+    real size plus :data:`FREE_PAD_TOKENS` per row, or at ``batch_size`` rows.
 
     Example:
         >>> plan_batches([0, 0, 0, 0], [10, 500, 12, 480], batch_size=8)
         [[0, 2], [3, 1]]
+        >>> plan_batches([0, 0], [300, 400], batch_size=8, pad_slack=1.0)
+        [[0], [1]]
         >>> plan_batches([0, 0, 0], [5, 5, 5], batch_size=2)
         [[0, 1], [2]]
     """
@@ -113,7 +120,8 @@ def plan_batches(
             rows = len(cur) + 1
             mn, mp = max(max_new, new_lens[i]), max(max_past, past_lens[i])
             sn, sp = sum_new + new_lens[i], sum_past + past_lens[i]
-            if len(cur) >= batch_size or rows * mn > pad_slack * sn + mn or rows * mp > pad_slack * sp + mp:
+            free = rows * FREE_PAD_TOKENS
+            if len(cur) >= batch_size or rows * mn > pad_slack * sn + free or rows * mp > pad_slack * sp + free:
                 batches.append(cur)
                 cur, sum_new, sum_past, max_new, max_past = [], 0, 0, 0, 0
         cur.append(i)
@@ -167,7 +175,7 @@ class HFScorer:
         dtype: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"`` or ``"auto"`` (keep as loaded).
         batch_size: Rows per forward pass at most.
         pad_slack: Rows are sorted by length and batched while padded tokens stay under ``pad_slack`` x real tokens
-            (see :func:`plan_batches`); raise it on GPUs to favour bigger batches.
+            (see :func:`plan_batches`); default :data:`PAD_SLACK` of the device type (1.0 on CPU, 1.5 on CUDA).
         template: The IGPO pseudo-response template for message contexts.
         max_cached_streams: Prefix caches kept at most (least recently used evicted).
 
@@ -189,7 +197,7 @@ class HFScorer:
         device: str | None = None,
         dtype: str = "float32",
         batch_size: int = DEFAULT_BATCH_SIZE,
-        pad_slack: float = DEFAULT_PAD_SLACK,
+        pad_slack: float | None = None,
         template: IGTemplate = IGPO_TEMPLATE,
         max_cached_streams: int = DEFAULT_MAX_CACHED_STREAMS,
     ) -> None:
@@ -197,7 +205,9 @@ class HFScorer:
             raise ValueError(f"`dtype` must be one of {DTYPES}, got {dtype!r}")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
-        if isinstance(pad_slack, bool) or not isinstance(pad_slack, (int, float)) or not pad_slack >= 1.0:
+        if pad_slack is not None and (
+            isinstance(pad_slack, bool) or not isinstance(pad_slack, (int, float)) or not pad_slack >= 1.0
+        ):
             raise ValueError(f"`pad_slack` must be a number >= 1, got {pad_slack!r}")
         if not isinstance(max_cached_streams, int) or max_cached_streams < 0:
             raise ValueError(f"`max_cached_streams` must be an int >= 0, got {max_cached_streams!r}")
@@ -228,7 +238,7 @@ class HFScorer:
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
-        self.pad_slack = float(pad_slack)
+        self.pad_slack = float(pad_slack) if pad_slack is not None else PAD_SLACK.get(self.device.type, 1.0)
         self.template = template
         self.max_cached_streams = max_cached_streams
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -63,7 +63,9 @@ def tok():
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
 def test_prefix_reuse_equals_naive_recompute(arch, tok):
     model = tiny_causal_lm(arch, seed=1)
-    scorer = HFScorer(model, tok, batch_size=3)
+    scorer = HFScorer(model, tok, batch_size=3, pad_slack=100.0)  # force padded batches
+    sizes, forward = [], scorer._forward
+    scorer._forward = lambda pasts, news, score_lens: sizes.append(len(news)) or forward(pasts, news, score_lens)
     eps = _episodes(5, 4)
     targets = ["Ilka Maren", "Karsel", " 412 km", "Maren"]
     worst = 0.0
@@ -83,11 +85,12 @@ def test_prefix_reuse_equals_naive_recompute(arch, tok):
             assert s.mean_logprob == pytest.approx(sum(ref) / len(ref), abs=TOL)
     assert worst <= TOL
     assert scorer.num_cached_streams == 5
+    assert max(sizes) == 3  # rows of different lengths really shared padded passes
 
 
 def test_prefix_reuse_encodes_only_new_tokens(tok):
     model = tiny_causal_lm(seed=2)
-    cached, plain = HFScorer(model, tok), HFScorer(model, tok)
+    cached, plain = HFScorer(model, tok, pad_slack=2.0), HFScorer(model, tok)
     eps = _episodes(4, 3)
     for t in range(4):
         ctx = [h[t] for h in eps]
@@ -102,7 +105,7 @@ def test_batched_without_keys_matches_naive_and_batch_size_invariant(tok):
     ctx = [h[-1] for h in _episodes(6, 2)] + ["a raw prefix string <answer>\n"]
     tg = ["Karsel", "Ilka Maren", "x", "412 kilometres", "Maren", "Tessa Brun", "Karsel"]
     r1 = HFScorer(model, tok, batch_size=1).score(ctx, tg)
-    r7 = HFScorer(model, tok, batch_size=7).score(ctx, tg)
+    r7 = HFScorer(model, tok, batch_size=7, pad_slack=100.0).score(ctx, tg)
     for c, g, a, b in zip(ctx, tg, r1, r7, strict=True):
         ref = _naive(model, tok, c, g)
         assert a.token_logprobs == pytest.approx(ref, abs=TOL)
