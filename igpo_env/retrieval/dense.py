@@ -372,29 +372,29 @@ class DenseRetriever:
         store = DocStore.from_docs(iter_docs(corpus))
         if len(store) == 0:
             raise ValueError("the corpus is empty; DenseRetriever needs at least one passage")
-        encoder, model_name = _encoder_and_name(model, device, dtype)
+        encoder, _ = _encoder_and_name(model, device, dtype)
         work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="igpo-dense-"))
         work.mkdir(parents=True, exist_ok=True)
         try:
             vectors = cls._encode_into(
                 encoder, store, work / EMBEDDINGS_FILE, passage_prefix, batch_size, chunk_size, verbose
             )
-            index = cls._faiss_index(vectors, index_type, chunk_size, verbose)
+            retriever = cls.from_embeddings(
+                vectors,
+                store,
+                model=encoder,
+                index_type=index_type,
+                query_prefix=query_prefix,
+                passage_prefix=passage_prefix,
+                chunk_size=chunk_size,
+                verbose=verbose,
+                batch_size=batch_size,
+                use_gpu=use_gpu,
+            )
             del vectors
         finally:
             if out_dir is None:
                 shutil.rmtree(work, ignore_errors=True)
-        retriever = cls(
-            encoder,
-            index,
-            store,
-            model_name=model_name,
-            index_type=index_type,
-            query_prefix=query_prefix,
-            passage_prefix=passage_prefix,
-            batch_size=batch_size,
-            use_gpu=use_gpu,
-        )
         if out_dir is not None:
             retriever.save(out_dir)
         return retriever
@@ -403,7 +403,7 @@ class DenseRetriever:
     def from_embeddings(
         cls,
         embeddings: np.ndarray | str | os.PathLike[str],
-        docs: str | os.PathLike[str] | Iterable[Any],
+        docs: DocStore | str | os.PathLike[str] | Iterable[Any],
         *,
         model: Any = None,
         index_type: str = DEFAULT_INDEX_TYPE,
@@ -417,7 +417,7 @@ class DenseRetriever:
 
         Args:
             embeddings: L2-normalized float32 vectors (passages, dim), or a ``.npy`` path (memory-mapped).
-            docs: The passages, in the same order.
+            docs: The passages, in the same order (a corpus as for :meth:`build`, or a :class:`DocStore`).
             model: The encoder the vectors came from (local directory, loaded model or ``None`` for MiniLM).
             index_type: A ``faiss.index_factory`` string.
             query_prefix: Prepended to queries.
@@ -432,7 +432,7 @@ class DenseRetriever:
         """
         if isinstance(embeddings, (str, os.PathLike)):
             embeddings = np.load(embeddings, mmap_mode="r")
-        store = DocStore.from_docs(iter_docs(docs))
+        store = docs if isinstance(docs, DocStore) else DocStore.from_docs(iter_docs(docs))
         if embeddings.ndim != 2 or embeddings.shape[0] != len(store):
             raise ValueError(f"`embeddings` must have shape ({len(store)}, dim), got {embeddings.shape}")
         encoder, model_name = _encoder_and_name(model, options.pop("device", "cpu"), options.pop("dtype", "float32"))
