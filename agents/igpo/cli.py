@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_every": 0,
     "eval_batch_size": 32,
     "threads": 1,
-    "top_k": 3,
+    "search_top_k": 3,
 }
 """Defaults of ``igpo-env train``: 30 steps of 4 prompts x 4 rollouts, fits ~15 minutes on 2 CPU cores."""
 
@@ -78,7 +78,7 @@ RUN_OPTIONS = (
     "eval_batch_size",
     "threads",
     "prompts_per_step",
-    "top_k",
+    "search_top_k",
     "train_limit",
     "no_eval",
     "world_seed",
@@ -186,7 +186,7 @@ def run_training(
     eval_limit: int | None = DEFAULTS["eval_limit"],
     eval_every: int = DEFAULTS["eval_every"],
     eval_batch_size: int = DEFAULTS["eval_batch_size"],
-    top_k: int = DEFAULTS["top_k"],
+    search_top_k: int = DEFAULTS["search_top_k"],
     evaluate: bool = True,
     before: dict[str, Any] | None = None,
     save: bool = True,
@@ -206,7 +206,7 @@ def run_training(
         eval_limit: Questions evaluated (``None``: the whole split).
         eval_every: Also evaluate every N steps (0: only before and after); gives the dev F1 curve.
         eval_batch_size: Episodes decoded together in evaluation.
-        top_k: Passages per search.
+        search_top_k: Passages per search.
         evaluate: Evaluate before and after training.
         before: A previous ``before`` result of the same start model and eval settings, reused instead of
             evaluating again (greedy decoding makes it deterministic).
@@ -237,7 +237,9 @@ def run_training(
     eval_examples = load_qa(data_dir, split=eval_split) if evaluate or eval_every else []
     eval_ids = [ex.id for ex in eval_examples][:eval_limit] if eval_limit else [ex.id for ex in eval_examples]
     eval_envs = (
-        make_envs(min(eval_batch_size, max(1, len(eval_ids))), dataset=eval_examples, retriever=retriever, top_k=top_k)
+        make_envs(
+            min(eval_batch_size, max(1, len(eval_ids))), dataset=eval_examples, retriever=retriever, top_k=search_top_k
+        )
         if eval_ids
         else []
     )
@@ -265,7 +267,7 @@ def run_training(
         config,
         train_dataset=make_train_dataset(train_examples),
         processing_class=tokenizer,
-        env_kwargs={"dataset": train_examples, "retriever": retriever, "top_k": top_k},
+        env_kwargs={"dataset": train_examples, "retriever": retriever, "top_k": search_top_k},
         callbacks=[callback],
     )
     if not verbose:
@@ -403,7 +405,7 @@ def train_run(args: argparse.Namespace) -> int:
         eval_limit=run.get("eval_limit"),
         eval_every=int(run.get("eval_every") or 0),
         eval_batch_size=int(run.get("eval_batch_size", DEFAULTS["eval_batch_size"])),
-        top_k=int(run.get("top_k", DEFAULTS["top_k"])),
+        search_top_k=int(run.get("search_top_k", DEFAULTS["search_top_k"])),
         evaluate=not run.get("no_eval"),
         verbose=verbose,
     )
@@ -434,7 +436,7 @@ def evaluate_add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="Episodes decoded together (32).")
     parser.add_argument("--max-turns", type=int, default=DEFAULTS["max_turns"], help="Turn limit.")
     parser.add_argument("--max-turn-tokens", type=int, default=DEFAULTS["max_turn_tokens"], help="Tokens per turn.")
-    parser.add_argument("--top-k", type=int, default=DEFAULTS["top_k"], help="Passages per search (3).")
+    parser.add_argument("--search-top-k", type=int, default=DEFAULTS["search_top_k"], help="Passages per search.")
     parser.add_argument("--out", default=None, help="Write the metrics as JSON to this file.")
     parser.add_argument("--threads", type=int, default=DEFAULTS["threads"], help="torch CPU threads (1).")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
@@ -462,7 +464,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
         min(args.batch_size, n),
         dataset=examples,
         retriever=get_retriever(str(data_dir / "corpus.jsonl")),
-        top_k=args.top_k,
+        top_k=args.search_top_k,
     )
     res = evaluate_policy(
         model,
