@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "max_steps": 30,
     "num_generations": 4,
     "prompts_per_step": 4,
-    "learning_rate": 2e-5,
+    "learning_rate": 5e-5,
     "lr_scheduler_type": "constant",
     "warmup_steps": 0,
     "beta": 0.0,
