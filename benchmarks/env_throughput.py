@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "SearchQA-v0", num_envs=64, vectorization_mode="sync", dataset=world, split="train", retriever=retriever
     )
     # SyncVectorEnv: the agent reads each sub-env's question, so one agent per sub-env
-    settings["sync64"] = _run_sync(sync, retriever, steps["sync64"])
+    settings["sync64"] = _run_vector(sync, _PerEnvAgents(sync), retriever, steps["sync64"])
     print("sync64", settings["sync64"])
     for n in (16, 64):
         envs = SearchQAVectorEnv(n, dataset=world, split="train", retriever=retriever)
@@ -228,25 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_sync(sync: Any, retriever: TimedRetriever, steps: int) -> dict:
-    """Drive a SyncVectorEnv with one noisy-oracle agent per sub-env."""
-    from agents.scripted import NoisyOracleAgent
+class _PerEnvAgents:
+    """One noisy-oracle agent per sub-env of a Gymnasium SyncVectorEnv, exposing ``act_batch``."""
 
-    agents = [NoisyOracleAgent(e, seed=SEED + i, **NOISE) for i, e in enumerate(sync.envs)]
-    n = sync.num_envs
-    obs, infos = sync.reset(seed=SEED)
-    agent_s = 0.0
-    episodes = 0
-    retriever.reset_counters()
-    iters = max(1, steps // n)
-    start = time.perf_counter()
-    for _ in range(iters):
-        t = time.perf_counter()
-        actions = tuple(a.act(obs[i], {"turn": int(infos["turn"][i])}) for i, a in enumerate(agents))
-        agent_s += time.perf_counter() - t
-        obs, _, terminated, truncated, infos = sync.step(actions)
-        episodes += int((terminated | truncated).sum())
-    return _result(iters * n, time.perf_counter() - start, agent_s, retriever, episodes)
+    def __init__(self, sync: Any) -> None:
+        from agents.scripted import NoisyOracleAgent
+
+        self.agents = [NoisyOracleAgent(e, seed=SEED + i, **NOISE) for i, e in enumerate(sync.envs)]
+
+    def act_batch(self, observations: Any, infos: dict) -> tuple[str, ...]:
+        """Each agent acts on its own sub-env."""
+        return tuple(a.act(observations[i], {"turn": int(infos["turn"][i])}) for i, a in enumerate(self.agents))
 
 
 if __name__ == "__main__":
