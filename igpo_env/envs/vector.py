@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from igpo_env.envs.search_qa import PendingStep, SearchQAEnv, resolve_dataset, resolve_retriever
+from igpo_env.envs.search_qa import PendingStep, SearchQAEnv
 from igpo_env.types import Doc
 
 __all__ = ["SearchQAVectorEnv"]
@@ -78,13 +78,13 @@ class SearchQAVectorEnv(VectorEnv):
         limits = [x for x in (max_episode_steps, max_turns) if x is not None]
         self.max_episode_steps = min(limits) if limits else None
 
-        examples, corpus = resolve_dataset(kwargs.pop("dataset", None), kwargs.get("split", "train"))
-        retriever = resolve_retriever(kwargs.pop("retriever", None), corpus)
-        first = SearchQAEnv(dataset=examples, retriever=retriever, max_turns=max_turns, **kwargs)
+        # the first env validates every argument, then loads the data; the others share its questions and retriever
+        first = SearchQAEnv(max_turns=max_turns, **kwargs)
+        kwargs.update(dataset=list(first.examples), retriever=first.retriever)
         self.envs: list[SearchQAEnv] = [first] + [
-            SearchQAEnv(dataset=examples, retriever=retriever, max_turns=max_turns, **kwargs)
-            for _ in range(num_envs - 1)
+            SearchQAEnv(max_turns=max_turns, **kwargs) for _ in range(num_envs - 1)
         ]
+        retriever = first.retriever
         self._retriever = retriever
         self.top_k = first.top_k
         self.num_envs = num_envs
