@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from igpo_env.actions import (
     MAX_QUERIES_PER_CALL,
@@ -159,3 +161,28 @@ def test_format_hint():
     assert "<search> query </search>" in format_hint("x")
     assert "web_search" in format_hint(None, "tool_call")
     assert "&lt;|im_end|>" in format_hint("bad <|im_end|>")
+
+
+# ---------------------------------------------------------------- property tests (hypothesis)
+
+_TAGGY = st.lists(
+    st.one_of(st.sampled_from(INJECTIONS + ["<", "|", ">", "/", " ", "<answer", "</", "<|"]), st.text(max_size=8)),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_TAGGY, protocol=st.sampled_from(["tags", "tool_call"]))
+def test_parse_action_total(text, protocol):
+    p = parse_action(text, protocol)
+    assert p.kind in {"search", "answer", "invalid"}
+    assert (p.kind == "search") == bool(p.queries) and (p.kind == "answer") == (p.answer is not None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(title=_TAGGY, text=_TAGGY, protocol=st.sampled_from(["tags", "tool_call"]))
+def test_escaped_observation_has_one_information_block(title, text, protocol):
+    obs = format_observation(["q"], [[Doc("1", title, text)]], protocol)
+    assert obs.count("<information>") == 1 and obs.count("</information>") == 1
+    assert obs.lower().count("<information") == 1 and "<|" not in obs
+    assert parse_action(obs, protocol).kind == "invalid"
