@@ -201,3 +201,15 @@ def test_plan_batches_covers_rows_and_limits_padding():
     assert not any({1, 3, 5} & set(b) and {0, 2, 6, 7} & set(b) for b in batches)  # short and long rows apart
     with pytest.raises(ValueError, match="`pad_slack` must be a number >= 1"):
         HFScorer(tiny_causal_lm(), tiny_tokenizer(), pad_slack=0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_prefix_reuse_matches_cpu_naive(tok):
+    model = tiny_causal_lm(seed=8)
+    scorer = HFScorer(tiny_causal_lm(seed=8), tok, device="cuda", pad_slack=100.0)
+    eps = _episodes(4, 3)
+    for t in range(4):
+        got = scorer.score([h[t] for h in eps], ["Karsel"] * 4, cache_keys=list(range(4)))
+        for h, s in zip(eps, got, strict=True):
+            assert s.token_logprobs == pytest.approx(_naive(model, tok, h[t], "Karsel"), abs=1e-4)
