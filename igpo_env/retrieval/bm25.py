@@ -166,6 +166,10 @@ class BM25Retriever:
         logger.info("indexed %d passages, %d terms", len(store), len(model.vocab_dict))
         return cls(model, store, stemmer=stemmer, stopwords=stopwords)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> BM25Retriever:
+        """Share, don't copy: the index is read-only (``env.spec.make()`` deep-copies ``make`` kwargs)."""
+        return self
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the index to ``directory`` (created if needed): ``meta.json``, ``docs.jsonl``, ``bm25s/``.
 

@@ -454,6 +454,10 @@ class DenseRetriever:
         return cls.build(docs, None, **options)
 
     # ------------------------------------------------------------------ save / load
+    def __deepcopy__(self, memo: dict[int, Any]) -> DenseRetriever:
+        """Share, don't copy: the index and encoder are read-only (``env.spec.make()`` deep-copies kwargs)."""
+        return self
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``index.faiss``, ``docs.jsonl`` and ``meta.json`` to ``directory``.
 

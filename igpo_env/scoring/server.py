@@ -516,7 +516,8 @@ class ServerThread:
         if self._thread is not None:
             raise RuntimeError("server already started")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections (else Nagle adds ~45 ms per response)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]

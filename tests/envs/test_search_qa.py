@@ -45,12 +45,12 @@ def test_check_env_no_warnings(toy_kwargs, protocol):
         check_env(env.unwrapped)  # includes the render check through env.spec.make(render_mode="ansi")
 
 
-@pytest.mark.xfail(reason="BM25Retriever cannot be deep-copied yet (env.spec.make deep-copies make() kwargs)")
 def test_check_env_with_bm25_object(toy_kwargs):
     env = _make(toy_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped)
+    assert env.spec.make().unwrapped.retriever is env.unwrapped.retriever
 
 
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])
