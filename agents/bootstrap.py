@@ -103,7 +103,8 @@ class BootstrapSpec:
         train_episodes: Scripted episodes played on the train split to build the SFT set.
         noisy_fraction: Share of those episodes played by the noisy oracle (the rest by the oracle).
         ig_answer_share: Share of answer turns written in the IG pseudo-response form (the rest as the agents write).
-        train_tokens: Training budget in tokens (steps = budget / tokens per step, so runs are deterministic).
+        train_tokens: Training budget in token slots: ``steps = train_tokens / (batch_size * max_length)``, so runs are
+            deterministic under a seed (packing leaves some slots empty: ~85% hold real tokens).
         batch_size: Packed sequences of ``max_length`` tokens per optimizer step.
         learning_rate: Peak learning rate (cosine schedule after warmup).
         warmup_ratio: Share of steps with linear warmup.
@@ -132,18 +133,18 @@ class BootstrapSpec:
 SIZES: dict[str, BootstrapSpec] = {
     "tiny": BootstrapSpec(
         vocab_size=1024,
-        hidden_size=64,
-        num_layers=4,
+        hidden_size=128,
+        num_layers=2,
         num_heads=4,
         num_kv_heads=2,
-        intermediate_size=256,
+        intermediate_size=384,
         max_length=1024,
         train_episodes=400,
         noisy_fraction=0.3,
-        train_tokens=250_000,
-        batch_size=8,
+        train_tokens=600_000,
+        batch_size=2,
         learning_rate=3e-3,
-        eval_questions=48,
+        eval_questions=32,
     ),
     "small": BootstrapSpec(
         vocab_size=3072,
@@ -156,9 +157,9 @@ SIZES: dict[str, BootstrapSpec] = {
         train_episodes=4000,
         noisy_fraction=0.3,
         train_tokens=2_400_000,
-        batch_size=8,
+        batch_size=2,
         learning_rate=2e-3,
-        eval_questions=200,
+        eval_questions=128,
     ),
 }
 """Model sizes: ``tiny`` (< 1M parameters, tests and CI) and ``small`` (~4M, the quickstart default)."""
@@ -310,7 +311,7 @@ def bootstrap(
     """Build (or reuse) the embedded policy LM and return its HF model directory.
 
     Args:
-        size: ``"tiny"`` (< 1M parameters, ~1 min) or ``"small"`` (~4M, ~10 min on 2 quiet CPU cores).
+        size: ``"tiny"`` (< 1M parameters; tests and CI) or ``"small"`` (~4M, ~10 min on 2 quiet CPU cores).
         seed: Seed of the SynthWiki world and of training.
         force: Rebuild even if the directory already holds a finished build.
         verbose: Show progress bars.

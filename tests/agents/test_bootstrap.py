@@ -97,7 +97,7 @@ def test_encode_transcript_masks_only_flagged_messages(toy_tokenizer):
 
 
 def test_sft_is_deterministic_under_seed(toy_tokenizer, tmp_path):
-    spec = replace(SIZES["tiny"], train_tokens=2 * 256, batch_size=2, max_length=256)
+    spec = replace(SIZES["tiny"], train_tokens=2 * 2 * 256, batch_size=2, max_length=256)
     rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
     weights = []
     for run in range(2):
