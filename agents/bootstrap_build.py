@@ -69,8 +69,8 @@ class AnswerFormatMix:
     """Wraps a scripted agent and rewrites a share of its answer actions into the IGPO pseudo-response form.
 
     The scripted agents answer ``<think>...</think>\\n<answer> X </answer>``; the IG scorer asks for
-    ``<think>\\nNow there's enough information to answer\\n</think>\\n<answer>\\nX\\n</answer>``. Training on both forms
-    makes ``p(gold | transcript)`` under the scoring template meaningful. Mistake flags pass through unchanged.
+    ``<think>\\nNow there's enough information to answer\\n</think>\\n<answer>\\nX\\n</answer>``. Training on both
+    forms makes ``p(gold | transcript)`` under the scoring template meaningful. Mistake flags pass through unchanged.
 
     Args:
         agent: A scripted agent (``act``, ``reset``, ``last_mistake``).
