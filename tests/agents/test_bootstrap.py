@@ -159,6 +159,7 @@ def test_tiny_policy_dir_is_a_standard_hf_dir(tiny_policy_dir):
     assert tok.eos_token == "<|im_end|>"
 
 
+@pytest.mark.slow
 def test_tiny_policy_plays_the_env(tiny_policy_dir):
     import gymnasium as gym
 
