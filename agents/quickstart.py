@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="IGPO optimizer steps.")
     parser.add_argument("--eval-limit", type=int, default=DEFAULT_EVAL_LIMIT, help="Dev questions evaluated.")
     parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY, help="Dev eval every N steps.")
+    parser.add_argument("--model", default=None, help="Use this HF model directory instead of bootstrapping one.")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
 
 
@@ -59,6 +60,7 @@ def quickstart(
     steps: int = DEFAULT_STEPS,
     eval_limit: int = DEFAULT_EVAL_LIMIT,
     eval_every: int = DEFAULT_EVAL_EVERY,
+    model: str | Path | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Run world -> bootstrap -> IGPO training -> dev evaluation -> report; return the report's numbers.
@@ -88,8 +90,11 @@ def quickstart(
     _stage("world", t0, f"{world}: {n_docs} passages, questions {n_qa}")
 
     t0 = time.perf_counter()
-    model_dir = bootstrap(size=size, seed=seed, verbose=verbose)
-    boot = json.loads((model_dir / "report.json").read_text())
+    model_dir = Path(model) if model is not None else bootstrap(size=size, seed=seed, verbose=verbose)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {str(model_dir)!r} does not exist")
+    report_file = model_dir / "report.json"
+    boot = json.loads(report_file.read_text()) if report_file.exists() else {}
     _stage(
         "bootstrap",
         t0,
@@ -219,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         eval_limit=args.eval_limit,
         eval_every=args.eval_every,
+        model=args.model,
         verbose=not args.quiet,
     )
     return 0
