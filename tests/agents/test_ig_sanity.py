@@ -12,8 +12,8 @@ from igpo_env.retrieval import get_retriever
 from igpo_env.scoring.hf import HFScorer
 from igpo_env.wrappers.information_gain import InformationGainWrapper
 
-N_QUESTIONS = 16
-MIN_POSITIVE_SHARE = 0.75
+N_QUESTIONS = 32
+MIN_POSITIVE_SHARE = 0.5  # "most" (issue 7): a strict majority; the tiny build varied 0.69-0.97 between runs
 
 
 @pytest.mark.slow
@@ -29,4 +29,4 @@ def test_oracle_cumulative_ig_positive_on_most_dev_questions(tiny_policy_dir):
         assert ep.terminated and ep.final_info["f1"] == 1.0
         cumulative_ig = sum(ep.rewards[:-1])  # search turns; the answering turn carries the outcome
         positive += cumulative_ig > 0
-    assert positive / len(dev) >= MIN_POSITIVE_SHARE
+    assert positive / len(dev) > MIN_POSITIVE_SHARE
