@@ -144,6 +144,8 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
     """Write ``report.md``, ``report.json`` and ``dev_f1.png`` into ``out``; return the markdown path."""
     import matplotlib
 
+    from agents.bootstrap_cli import SUMMARY_KEYS
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -179,19 +181,7 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
         "",
         "| metric | value |",
         "|---|---|",
-        *[
-            f"| {k} | {_fmt(boot[k])} |"
-            for k in (
-                "well_formed_rate",
-                "dev_f1",
-                "question_only_f1",
-                "ig_sanity_share",
-                "median_p_oracle",
-                "median_p_question_only",
-                "minutes",
-            )
-            if k in boot
-        ],
+        *[f"| {k} | {_fmt(boot[k])} |" for k in SUMMARY_KEYS if k in boot],
         "",
         "## IGPO training: dev before and after",
         "",
