@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
+from testing_utils import one_torch_thread
 
 import igpo_env  # noqa: F401
 from agents.rollout import IGSpec, evaluate_policy, generate_rollouts, make_envs
@@ -23,11 +24,8 @@ ACTIONS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny models run ~8x faster on one thread when the CPU is shared (thread oversubscription)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testing_utils import one_torch_thread
 
 from agents.igpo.advantages import paper_turn_advantages
 from agents.igpo.igpo_config import IGPOConfig
@@ -17,10 +18,8 @@ G = 4
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
