@@ -1,9 +1,10 @@
 """The embedded policy LM: a tiny search agent trained here from scratch on SynthWiki (default policy and scorer).
 
 ``bootstrap(size, seed)`` builds (or reuses) a standard Hugging Face model directory under
-``cache_dir("models", f"synthwiki-s{seed}-{size}-v1")``: the world's train questions are played by the scripted
-oracle and noisy-oracle agents in SearchQA-v0, a byte-level BPE tokenizer is trained on the corpus and the
-transcripts, and a random-init Qwen2 causal LM is trained with TRL's ``SFTTrainer`` on the ChatML-rendered
+``cache_dir("models", f"synthwiki-s{seed}-{size}-{CONFIG_VERSION}")``: the world's train questions are played by the
+scripted oracle and noisy-oracle agents in SearchQA-v0, a byte-level BPE tokenizer is trained on the corpus and the
+transcripts (``small``: with every corpus word boosted so that each entity name is a single token), and a random-init
+Qwen2 causal LM is trained with TRL's ``SFTTrainer`` on the ChatML-rendered
 transcripts. The LM loss covers every token (instruction, question, passages, actions) except the noisy agent's
 mistaken actions (label -100): with the loss on assistant tokens only, a model this small never learns to copy an
 answer out of a passage.
@@ -43,7 +44,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CONFIG_VERSION = "v1"
+CONFIG_VERSION = "v2"
 """Bumped whenever the recipe changes, so stale cached models are not reused."""
 
 PAD_TOKEN = "<|endoftext|>"
@@ -110,6 +111,8 @@ class BootstrapSpec:
         warmup_ratio: Share of steps with linear warmup.
         weight_decay: AdamW weight decay.
         eval_questions: Dev questions used for the quality report.
+        word_repeats: Times the corpus's distinct words are added to the tokenizer's training text (0: never); with a
+            vocabulary larger than the corpus's word count this makes every entity name a single token.
     """
 
     vocab_size: int
@@ -128,6 +131,7 @@ class BootstrapSpec:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     eval_questions: int = 200
+    word_repeats: int = 0
 
 
 SIZES: dict[str, BootstrapSpec] = {
@@ -147,7 +151,7 @@ SIZES: dict[str, BootstrapSpec] = {
         eval_questions=32,
     ),
     "small": BootstrapSpec(
-        vocab_size=3072,
+        vocab_size=8192,
         hidden_size=256,
         num_layers=4,
         num_heads=4,
@@ -156,13 +160,14 @@ SIZES: dict[str, BootstrapSpec] = {
         max_length=1024,
         train_episodes=4000,
         noisy_fraction=0.3,
-        train_tokens=2_400_000,
-        batch_size=2,
+        train_tokens=800_000,
+        batch_size=1,
         learning_rate=2e-3,
         eval_questions=128,
+        word_repeats=5,
     ),
 }
-"""Model sizes: ``tiny`` (< 1M parameters, tests and CI) and ``small`` (~4M, the quickstart default)."""
+"""Model sizes: ``tiny`` (< 1M parameters, tests and CI) and ``small`` (~5.5M with its 8k whole-word vocabulary)."""
 
 
 def _check_size(size: str) -> BootstrapSpec:
@@ -176,7 +181,7 @@ def default_model_dir(size: str = "small", seed: int = 0) -> Path:
 
     Example:
         >>> default_model_dir("tiny", seed=3).name
-        'synthwiki-s3-tiny-v1'
+        'synthwiki-s3-tiny-v2'
     """
     _check_size(size)
     from igpo_env.cache import cache_dir
@@ -311,7 +316,7 @@ def bootstrap(
     """Build (or reuse) the embedded policy LM and return its HF model directory.
 
     Args:
-        size: ``"tiny"`` (< 1M parameters; tests and CI) or ``"small"`` (~4M, ~10 min on 2 quiet CPU cores).
+        size: ``"tiny"`` (< 1M parameters; tests and CI) or ``"small"`` (~5.5M, ~10 min on 2 quiet CPU cores).
         seed: Seed of the SynthWiki world and of training.
         force: Rebuild even if the directory already holds a finished build.
         verbose: Show progress bars.

@@ -10,14 +10,16 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 from agents.bootstrap import CONFIG_VERSION, REPORT_FILE, BootstrapSpec, encode_transcript, make_model, train_tokenizer
 from igpo_env.types import Message
 
-__all__ = ["Trajectory", "build", "collect_trajectories", "mistake_flags", "sft_train"]
+__all__ = ["Trajectory", "build", "collect_trajectories", "corpus_words", "mistake_flags", "sft_train"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ TOKENIZER_SAMPLE_PASSAGES = 20_000
 
 TOKENIZER_SAMPLE_TRAJECTORIES = 500
 """Rendered transcripts added to the tokenizer's training text (prompts, tags, observation format)."""
+
+WORD_RE = re.compile(r"[^\W\d_]+")
+"""A word: a run of letters."""
 
 LOGGING_FRACTION = 20
 """Log the training loss about this many times per run."""
@@ -162,15 +167,34 @@ def collect_trajectories(
     return out
 
 
-def _iter_tokenizer_text(world: Path, trajectories: Sequence[Trajectory]) -> Iterator[str]:
+def corpus_words(texts: Iterable[str]) -> list[str]:
+    """Return the distinct words of ``texts`` (letters only), sorted, each with a leading space as in a sentence.
+
+    Example:
+        >>> corpus_words(["Karsel is the capital of Ostrand.", "Ostrand lies north."])
+        [' Karsel', ' Ostrand', ' capital', ' is', ' lies', ' north', ' of', ' the']
+    """
+    words: set[str] = set()
+    for text in texts:
+        words.update(" " + w for w in WORD_RE.findall(text))
+    return sorted(words)
+
+
+def _iter_tokenizer_text(world: Path, trajectories: Sequence[Trajectory], word_repeats: int = 0) -> Iterator[str]:
     from igpo_env.data import load_corpus
 
-    for i, doc in enumerate(load_corpus(world / "corpus.jsonl")):
-        if i >= TOKENIZER_SAMPLE_PASSAGES:
-            break
-        yield doc.contents
+    passages = [
+        doc.contents for doc in itertools.islice(load_corpus(world / "corpus.jsonl"), TOKENIZER_SAMPLE_PASSAGES)
+    ]
+    yield from passages
     for t in trajectories[:TOKENIZER_SAMPLE_TRAJECTORIES]:
         yield "".join(m["content"] for m in t.messages)
+    if word_repeats:
+        # Every corpus word `word_repeats` more times: with a large enough vocabulary each entity name becomes one
+        # token, so naming an entity from the question or a passage is a one-token copy instead of a multi-token one.
+        words = "".join(corpus_words(passages))
+        for _ in range(word_repeats):
+            yield words
 
 
 def sft_train(
@@ -216,6 +240,9 @@ def sft_train(
         fp16=False,
         disable_tqdm=not verbose,
         dataloader_num_workers=0,
+        # TRL turns gradient checkpointing on by default; a model this small fits anyway, and recomputing the forward
+        # costs ~27% of the step time on CPU.
+        gradient_checkpointing=False,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     start = time.perf_counter()
@@ -245,7 +272,7 @@ def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool
     trajectories = collect_trajectories(
         world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose
     )
-    tokenizer = train_tokenizer(_iter_tokenizer_text(world, trajectories), spec.vocab_size)
+    tokenizer = train_tokenizer(_iter_tokenizer_text(world, trajectories, spec.word_repeats), spec.vocab_size)
     rows = [
         encode_transcript(tokenizer, t.messages, mistake_flags(t.messages, t.mistakes), spec.max_length)
         for t in trajectories

@@ -31,8 +31,8 @@ from typing import Any
 __all__ = ["add_arguments", "run", "quickstart", "write_report"]
 
 DEFAULT_SIZE = "tiny"
-"""Policy LM size of the quickstart. ``small`` is the better model but its SFT budget measured ~40 min on this
-2-core machine (not the ~10 min planned), so the quickstart uses ``tiny`` until the small recipe fits."""
+"""Policy LM size of the quickstart. ``tiny`` keeps the whole quickstart within minutes; ``small`` (``--size small``)
+is the better model (~10 min of bootstrap on 2 quiet cores); neither answers correctly often yet (README, Status)."""
 DEFAULT_STEPS = 8
 """Optimizer steps of the quickstart's IGPO run (the full default `igpo-env train` run uses more)."""
 DEFAULT_EVAL_LIMIT = 96

@@ -5,6 +5,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agents.bootstrap import (
+    CONFIG_VERSION,
     REPORT_FILE,
     SIZES,
     TAG_TOKENS,
@@ -144,7 +145,7 @@ def test_bootstrap_argument_checks():
         bootstrap(size="huge")
     with pytest.raises(ValueError, match="train_tokens"):
         bootstrap(size="tiny", train_tokens=0)
-    assert default_model_dir("small", 2).name == "synthwiki-s2-small-v1"
+    assert default_model_dir("small", 2).name == f"synthwiki-s2-small-{CONFIG_VERSION}"
 
 
 def test_tiny_policy_dir_is_a_standard_hf_dir(tiny_policy_dir):
@@ -193,3 +194,17 @@ def test_cli_reuses_existing_build(tiny_policy_dir, capsys):
     assert run(parser.parse_args(["--size", "tiny", "--out", str(tiny_policy_dir), "--quiet"])) == 0
     assert (tiny_policy_dir / "model.safetensors").stat().st_mtime == mtime
     assert "well_formed_rate=" in capsys.readouterr().out
+
+
+def test_word_repeats_make_every_corpus_word_one_token(tmp_path):
+    from agents.bootstrap_build import _iter_tokenizer_text, corpus_words
+    from igpo_env.data import load_corpus
+    from igpo_env.data.synthwiki import build_world
+
+    world = build_world(tmp_path / "w", passages=100, seed=0, verbose=False)
+    words = corpus_words(d.contents for d in load_corpus(world / "corpus.jsonl"))
+    assert len(words) > 50
+    plain = train_tokenizer(_iter_tokenizer_text(world, [], word_repeats=0), vocab_size=400)
+    boosted = train_tokenizer(_iter_tokenizer_text(world, [], word_repeats=5), vocab_size=4 * len(words) + 300)
+    assert any(len(plain.tokenize(w)) > 1 for w in words)
+    assert all(len(boosted.tokenize(w)) == 1 for w in words)
