@@ -113,6 +113,11 @@ class BootstrapSpec:
         eval_questions: Dev questions used for the quality report.
         word_repeats: Times the corpus's distinct words are added to the tokenizer's training text (0: never); with a
             vocabulary larger than the corpus's word count this makes every entity name a single token.
+        split_capitalized: Tokenizer option (see :func:`train_tokenizer`): a capitalized word is the same tokens
+            after a space as after a newline, so the IG template's gold answer matches the name in the passages.
+        reading_rows: Short reading transcripts added to the SFT set (see
+            :func:`agents.bootstrap_build.reading_transcripts`): a one-hop question, its search result, the facts
+            read from it and the answer.
     """
 
     vocab_size: int
@@ -132,6 +137,8 @@ class BootstrapSpec:
     weight_decay: float = 0.01
     eval_questions: int = 200
     word_repeats: int = 0
+    split_capitalized: bool = False
+    reading_rows: int = 0
 
 
 SIZES: dict[str, BootstrapSpec] = {
@@ -189,12 +196,17 @@ def default_model_dir(size: str = "small", seed: int = 0) -> Path:
     return cache_dir("models") / f"synthwiki-s{seed}-{size}-{CONFIG_VERSION}"
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+def train_tokenizer(texts: Iterable[str], vocab_size: int, split_capitalized: bool = False) -> Any:
     """Train a byte-level BPE tokenizer and wrap it as a ``PreTrainedTokenizerFast`` with the ChatML template.
 
     Args:
         texts: Training text (corpus passages, rendered transcripts).
         vocab_size: Vocabulary size including the special and tag tokens (>= 300: 256 bytes plus merges).
+        split_capitalized: Learn no merge of a space with a following capital letter, so a capitalized word is the
+            same tokens wherever it stands: ``" Karsel"`` encodes as ``" "`` + ``"Karsel"``, exactly the tokens of
+            ``"Karsel"`` after a newline or at the start of a string (where the IG template puts the gold answer).
+            Without it a name read in a passage (``" Karsel"``) and the same name as a scored answer (``"Karsel"``)
+            are unrelated token ids, and a small model cannot copy one into the other for names it never saw.
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast``; eos = ``<|im_end|>``, pad = ``<|endoftext|>``.
@@ -215,6 +227,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
+    qwen2_split = tok.pre_tokenizer
+    if split_capitalized:
+        # Only while learning the merges: a space before a capital letter is its own piece, so no merge joins them.
+        # Encoding uses Qwen2's split; " Karsel" is then one piece whose merges stop at " " + "Karsel".
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(r" (?=\p{Lu})"), behavior="isolated", invert=False), qwen2_split]
+        )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(TAG_TOKENS),
@@ -224,6 +243,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    tok.pre_tokenizer = qwen2_split
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -27,7 +27,15 @@ from typing import Any
 from agents.bootstrap import CONFIG_VERSION, REPORT_FILE, BootstrapSpec, encode_transcript, make_model, train_tokenizer
 from igpo_env.types import Message
 
-__all__ = ["Trajectory", "build", "collect_trajectories", "corpus_words", "mistake_flags", "sft_train"]
+__all__ = [
+    "Trajectory",
+    "build",
+    "collect_trajectories",
+    "corpus_words",
+    "mistake_flags",
+    "reading_transcripts",
+    "sft_train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,9 @@ WORD_RE = re.compile(r"[^\W\d_]+")
 
 LOGGING_FRACTION = 20
 """Log the training loss about this many times per run."""
+
+READING_FACTS_PER_ROW = 6
+"""Most fact statements in one reading row."""
 
 
 @dataclass
@@ -167,6 +178,81 @@ def collect_trajectories(
     return out
 
 
+def reading_transcripts(world: Path, n: int, seed: int, verbose: bool = True) -> list[list[Message]]:
+    """Short "reading" transcripts: a one-hop question with its search result, then the facts read from it.
+
+    Each transcript is a user turn ``Question: <one-hop question>`` followed by the observation of the matching fact
+    query (``"<entity> <relation>"``, top-3 passages from the world's BM25 index, formatted as SearchQA-v0 returns
+    them), and an assistant turn ``<think>The <relation> of <entity> is <value>. ... So the answer is X.</think>``
+    ``<answer> X </answer>`` whose thought states up to :data:`READING_FACTS_PER_ROW` facts of the returned passages
+    (the asked one last). These are the lookups a search episode needs (find the entity's passage, the relation's
+    sentence, copy the value), several per ~300 tokens instead of one or two per ~450-token episode. Only facts of
+    train-split entities are asked or stated, so no dev or test question's subject is ever a training target.
+
+    Args:
+        world: A SynthWiki world directory (world.json + corpus.jsonl).
+        n: Transcripts to make (fact queries are drawn without replacement while there are enough facts).
+        seed: Seed of the draws.
+        verbose: Show a progress bar.
+
+    Example:
+        >>> import tempfile
+        >>> from igpo_env.data.synthwiki import build_world
+        >>> world = build_world(tempfile.mkdtemp(), passages=100, seed=0, verbose=False)
+        >>> rows = reading_transcripts(world, 2, seed=0, verbose=False)
+        >>> [m["role"] for m in rows[0]], rows[0][1]["content"].startswith("<think>The ")
+        (['user', 'assistant'], True)
+    """
+    import random
+
+    from tqdm.auto import tqdm
+
+    from agents.scripted import _found, _hop_query, format_answer
+    from igpo_env.actions import format_observation
+    from igpo_env.data.synthwiki.passages import subject_name, value_forms
+    from igpo_env.data.synthwiki.questions import QUESTIONS
+    from igpo_env.data.synthwiki.splits import assign_splits
+    from igpo_env.data.synthwiki.world import doc_id, generate_world
+    from igpo_env.retrieval import get_retriever
+
+    meta = json.loads((Path(world) / "world.json").read_text())
+    w = generate_world(int(meta["passages"]), int(meta["seed"]))
+    assign_splits(w)
+    rng = random.Random(f"reading:{seed}")
+    facts: list[tuple[str, dict[str, str]]] = []
+    by_doc: dict[str, list[dict[str, str]]] = {}
+    for e in w.entities:
+        if e.split != "train":
+            continue
+        for etype, relation in QUESTIONS:
+            if etype == e.etype and e.attrs.get(relation) is not None:
+                hop = {"entity": e.name, "relation": relation, "answer": value_forms(w, e, relation)[0]}
+                question = rng.choice(QUESTIONS[(etype, relation)]).format(s=subject_name(e))
+                facts.append((question[:1].upper() + question[1:], hop))
+                by_doc.setdefault(doc_id(e.fact_doc(relation)), []).append(hop)
+    order = [i for _ in range(math.ceil(n / max(1, len(facts)))) for i in rng.sample(range(len(facts)), len(facts))]
+    picks = [facts[i] for i in order[:n]]
+    retriever = get_retriever(str(Path(world) / "corpus.jsonl"))
+    out: list[list[Message]] = []
+    batch = 256
+    for start in tqdm(range(0, len(picks), batch), desc="reading rows", disable=not verbose):
+        chunk = picks[start : start + batch]
+        queries = [_hop_query(hop) for _, hop in chunk]
+        for (question, asked), query, docs in zip(chunk, queries, retriever.search(queries, 3), strict=True):
+            others = [h for d in docs for h in by_doc.get(d.id, []) if h is not asked]
+            rng.shuffle(others)
+            stated = [*others[: READING_FACTS_PER_ROW - 1], asked]
+            think = " ".join(_found(h) for h in stated) + f" So the answer is {asked['answer']}."
+            obs = format_observation([query], [docs])
+            out.append(
+                [
+                    {"role": "user", "content": f"Question: {question}{obs}"},
+                    {"role": "assistant", "content": format_answer(asked["answer"], think)},
+                ]
+            )
+    return out
+
+
 def corpus_words(texts: Iterable[str]) -> list[str]:
     """Return the distinct words of ``texts`` (letters only), sorted, each with a leading space as in a sentence.
 
@@ -272,11 +358,15 @@ def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool
     trajectories = collect_trajectories(
         world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose
     )
-    tokenizer = train_tokenizer(_iter_tokenizer_text(world, trajectories, spec.word_repeats), spec.vocab_size)
+    tokenizer = train_tokenizer(
+        _iter_tokenizer_text(world, trajectories, spec.word_repeats), spec.vocab_size, spec.split_capitalized
+    )
     rows = [
         encode_transcript(tokenizer, t.messages, mistake_flags(t.messages, t.mistakes), spec.max_length)
         for t in trajectories
     ]
+    reading = reading_transcripts(world, spec.reading_rows, seed, verbose) if spec.reading_rows else []
+    rows += [encode_transcript(tokenizer, messages, None, spec.max_length) for messages in reading]
     model = make_model(spec, tokenizer, seed)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -296,6 +386,7 @@ def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool
             "config_version": CONFIG_VERSION,
             "parameters": int(model.num_parameters()),
             "train_episodes": len(trajectories),
+            "reading_rows": len(reading),
             "train_sequence_tokens": int(sum(len(r["input_ids"]) for r in rows)),
             "masked_action_share": n_mistakes / max(1, n_turns),
             "scripted_f1": sum(t.f1 for t in trajectories) / max(1, len(trajectories)),

@@ -1,4 +1,5 @@
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -17,6 +18,7 @@ from agents.bootstrap import (
 )
 from agents.bootstrap_build import AnswerFormatMix, Trajectory, collect_trajectories, mistake_flags, sft_train
 from agents.llm_agent import LLMAgent
+from agents.scripted import RELATION_PHRASES
 from igpo_env.data.toy import toy_corpus, toy_qa
 from igpo_env.prompts import DEFAULT_PROMPT_TEMPLATE
 
@@ -208,3 +210,51 @@ def test_word_repeats_make_every_corpus_word_one_token(tmp_path):
     boosted = train_tokenizer(_iter_tokenizer_text(world, [], word_repeats=5), vocab_size=4 * len(words) + 300)
     assert any(len(plain.tokenize(w)) > 1 for w in words)
     assert all(len(boosted.tokenize(w)) == 1 for w in words)
+
+
+def test_split_capitalized_makes_a_name_the_same_tokens_after_a_space_or_a_newline(tmp_path):
+    texts = ["Karsel is the capital of Ostrand. The capital of Ostrand is Karsel.\nKarsel lies north."] * 20
+    plain = train_tokenizer(texts, vocab_size=400)
+    split = train_tokenizer(texts, vocab_size=400, split_capitalized=True)
+    # Without the option the passage form " Karsel" and the IG-answer form "\nKarsel" share no token.
+    assert plain.tokenize(" Karsel") == ["ĠKarsel"] and plain.tokenize("\nKarsel")[-1] != "ĠKarsel"
+    assert split.tokenize(" Karsel") == ["Ġ", "Karsel"]
+    assert split.tokenize("\nKarsel") == ["Ċ", "Karsel"] and split.tokenize("Karsel") == ["Karsel"]
+    assert split.tokenize(" capital")[0] == "Ġcapital"  # lower-case words keep their leading space
+    # The rule lives in the merges, so a directory loaded with AutoTokenizer (Qwen2's pre-tokenizer) agrees.
+    model = make_model(SIZES["tiny"], split)
+    model.save_pretrained(tmp_path)
+    split.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "<answer>\nKarsel\n</answer> The capital of Ostrand is Karsel."
+    assert loaded.encode(text, add_special_tokens=False) == split.encode(text, add_special_tokens=False)
+    assert loaded.decode(loaded.encode(text, add_special_tokens=False)) == text
+
+
+def test_reading_transcripts_ask_and_state_only_train_entity_facts_found_in_their_observation(tmp_path):
+    from agents.bootstrap_build import reading_transcripts
+    from igpo_env.data import load_qa
+    from igpo_env.data.synthwiki import build_world
+
+    world = build_world(tmp_path / "w", passages=200, seed=1, verbose=False)
+    rows = reading_transcripts(world, 40, seed=0, verbose=False)
+    assert len(rows) == 40 and rows == reading_transcripts(world, 40, seed=0, verbose=False)
+    held_out = {e for split in ("dev", "test") for q in load_qa(world, split) for e in q.metadata["subject_entities"]}
+    phrases = "|".join(re.escape(v) for v in sorted(set(RELATION_PHRASES.values()), key=len, reverse=True))
+    fact = re.compile(rf"The (?:{phrases}|[a-z ]+?) of (.+?) is (.+?)\.(?= The | So the answer is )")
+    stated = 0
+    for user, assistant in rows:
+        question, _, obs = user["content"].partition("\n\n<information>")
+        assert question.startswith("Question: ") and question.endswith("?") and obs.startswith("Doc 1(Title: ")
+        turn = r"<think>(.+) So the answer is (.+)\.</think>\n<answer> (.+) </answer>"
+        think = re.fullmatch(turn, assistant["content"])
+        assert think is not None and think[2] == think[3], assistant["content"]
+        found = fact.findall(think[1] + " So the answer is ")
+        assert len(found) == think[1].count(". The ") + 1, think[1]
+        assert found[-1][1] == think[2]  # the asked fact comes last
+        assert found[-1][0] in question or found[-1][0].removeprefix("the ") in question
+        for entity, value in found:
+            assert entity not in held_out
+            assert entity in obs and value in obs, (entity, value)
+        stated += len(found)
+    assert stated > 80
