@@ -210,7 +210,7 @@ def reading_transcripts(world: Path, n: int, seed: int, verbose: bool = True) ->
     from agents.scripted import _found, _hop_query, format_answer
     from igpo_env.actions import format_observation
     from igpo_env.data.synthwiki.passages import subject_name, value_forms
-    from igpo_env.data.synthwiki.questions import QUESTIONS
+    from igpo_env.data.synthwiki.questions import QUESTIONS, _capitalize
     from igpo_env.data.synthwiki.splits import assign_splits
     from igpo_env.data.synthwiki.world import doc_id, generate_world
     from igpo_env.retrieval import get_retriever
@@ -227,8 +227,8 @@ def reading_transcripts(world: Path, n: int, seed: int, verbose: bool = True) ->
         for etype, relation in QUESTIONS:
             if etype == e.etype and e.attrs.get(relation) is not None:
                 hop = {"entity": e.name, "relation": relation, "answer": value_forms(w, e, relation)[0]}
-                question = rng.choice(QUESTIONS[(etype, relation)]).format(s=subject_name(e))
-                facts.append((question[:1].upper() + question[1:], hop))
+                question = _capitalize(rng.choice(QUESTIONS[(etype, relation)]).format(s=subject_name(e)))
+                facts.append((question, hop))
                 by_doc.setdefault(doc_id(e.fact_doc(relation)), []).append(hop)
     order = [i for _ in range(math.ceil(n / max(1, len(facts)))) for i in rng.sample(range(len(facts)), len(facts))]
     picks = [facts[i] for i in order[:n]]
