@@ -44,7 +44,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CONFIG_VERSION = "v2"
+CONFIG_VERSION = "v3"
 """Bumped whenever the recipe changes, so stale cached models are not reused."""
 
 PAD_TOKEN = "<|endoftext|>"
@@ -118,6 +118,8 @@ class BootstrapSpec:
         reading_rows: Short reading transcripts added to the SFT set (see
             :func:`agents.bootstrap_build.reading_transcripts`): a one-hop question, its search result, the facts
             read from it and the answer.
+        bf16: Train under bfloat16 autocast (fp32 master weights): ~2.5x the fp32 SFT throughput on CPUs with
+            AVX512-BF16 or AMX (measured on the ``small`` shape), slower on CPUs without them.
     """
 
     vocab_size: int
@@ -139,6 +141,7 @@ class BootstrapSpec:
     word_repeats: int = 0
     split_capitalized: bool = False
     reading_rows: int = 0
+    bf16: bool = False
 
 
 SIZES: dict[str, BootstrapSpec] = {
@@ -165,13 +168,14 @@ SIZES: dict[str, BootstrapSpec] = {
         num_kv_heads=4,
         intermediate_size=768,
         max_length=1024,
-        train_episodes=4000,
+        train_episodes=8000,
         noisy_fraction=0.3,
-        train_tokens=800_000,
+        train_tokens=2_800_000,
         batch_size=1,
         learning_rate=2e-3,
         eval_questions=128,
         word_repeats=5,
+        bf16=True,
     ),
 }
 """Model sizes: ``tiny`` (< 1M parameters, tests and CI) and ``small`` (~5.5M with its 8k whole-word vocabulary)."""
@@ -188,7 +192,7 @@ def default_model_dir(size: str = "small", seed: int = 0) -> Path:
 
     Example:
         >>> default_model_dir("tiny", seed=3).name
-        'synthwiki-s3-tiny-v2'
+        'synthwiki-s3-tiny-v3'
     """
     _check_size(size)
     from igpo_env.cache import cache_dir

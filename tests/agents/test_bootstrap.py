@@ -258,3 +258,36 @@ def test_reading_transcripts_ask_and_state_only_train_entity_facts_found_in_thei
             assert entity in obs and value in obs, (entity, value)
         stated += len(found)
     assert stated > 80
+
+
+def test_model_loss_trainer_computes_trls_loss(toy_tokenizer, tmp_path):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from agents.bootstrap_build import _model_loss_sft_trainer
+
+    rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
+    model = make_model(SIZES["tiny"], toy_tokenizer, seed=0)
+    args = SFTConfig(
+        output_dir=str(tmp_path), max_length=256, packing=True, packing_strategy="bfd", per_device_train_batch_size=1,
+        report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no",
+    )  # fmt: skip
+    losses = []
+    for cls in (SFTTrainer, _model_loss_sft_trainer()):
+        trainer = cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=toy_tokenizer)
+        batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        losses.append(float(trainer.compute_loss(model, dict(batch), num_items_in_batch=n)))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_sft_train_bf16_runs_and_changes_the_weights(toy_tokenizer, tmp_path):
+    # 3 steps: the first is warm-up (lr 0)
+    spec = replace(SIZES["tiny"], train_tokens=3 * 512, batch_size=2, max_length=256, bf16=True)
+    rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
+    model = make_model(spec, toy_tokenizer, seed=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = sft_train(model, toy_tokenizer, rows, spec, seed=1, work_dir=tmp_path, verbose=False)
+    assert stats["steps"] == 3 and stats["tokens_per_step"] == 512
+    assert any((before[k] != v).any() for k, v in model.state_dict().items())
+    assert all(v.dtype == before[k].dtype for k, v in model.state_dict().items())  # fp32 master weights
