@@ -12,7 +12,8 @@ measured at step 0, every ``eval_every`` steps and at the end. Reported:
   (``null`` when it never does);
 - ``ig_share_of_rollout``: IG scoring time over rollout wall time (IGPO runs).
 
-Run: ``python -m benchmarks.train_compare [--quick] [--out DIR] [--seeds N] [--steps N] [--model-size small|tiny]``.
+Run: ``python -m benchmarks.train_compare [--quick] [--out DIR] [--seeds N] [--steps N] [--model-size small|tiny]
+[--jobs N]`` (``--jobs 2`` trains two runs at once, one process and ``--threads`` torch threads each).
 ``--quick`` = 1 seed, 4 steps, tiny model, 32 dev questions. Writes ``train_compare.json``, ``train_compare.md`` and
 ``train_compare.png``.
 """
@@ -50,6 +51,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-size", choices=("tiny", "small"), default=None, help="Bootstrapped policy (small).")
     p.add_argument("--model", default=None, help="HF model directory instead of the bootstrapped one.")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared CPU).")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="Runs trained at once, each in its own process (1; 2 fills 2 cores)."
+    )
     return p
 
 
@@ -106,6 +110,42 @@ def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: d
         "ig_share_of_rollout": result["ig_share_of_rollout"],
         "train_seconds": result["train_seconds"],
     }
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+
+def _log(run: dict[str, Any]) -> None:
+    logger.info("%s seed %d: dev F1 %.3f -> %.3f", run["algo"], run["seed"], run["before"]["f1"], run["final_f1"])
+
+
+def _run_all(jobs: list[tuple[int, str]], opts: dict[str, Any], workdir: Path, n_jobs: int, threads: int) -> list:
+    """Train every (seed, algo) run, ``n_jobs`` at a time in worker processes (in this process when 1)."""
+    from tqdm.auto import tqdm
+
+    runs: list[dict[str, Any]] = []
+    if n_jobs == 1:
+        before = None
+        for seed, algo in tqdm(jobs, desc="train_compare runs"):
+            runs.append(run_one(algo, seed, opts, workdir, before))
+            before = runs[-1]["before"]  # greedy dev eval of the shared start model: computed once
+            _log(runs[-1])
+        return runs
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(run_one, algo, seed, opts, workdir, None) for seed, algo in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="train_compare runs"):
+            runs.append(future.result())
+            _log(runs[-1])
+    order = {job: i for i, job in enumerate(jobs)}
+    return sorted(runs, key=lambda r: order[(r["seed"], r["algo"])])
 
 
 def _plot(runs: list[dict[str, Any]], path: Path) -> None:
@@ -175,21 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     opts["model"] = args.model
     if opts["seeds"] < 1 or opts["steps"] < 1:
         raise ValueError(f"--seeds and --steps must be >= 1, got {opts['seeds']} and {opts['steps']}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     t0 = time.perf_counter()
-    runs: list[dict[str, Any]] = []
-    before = None
-    from tqdm.auto import tqdm
-
     jobs = [(seed, algo) for seed in range(opts["seeds"]) for algo in ALGOS]
     with tempfile.TemporaryDirectory(prefix="train_compare-") as tmp:
-        for seed, algo in tqdm(jobs, desc="train_compare runs"):
-            run = run_one(algo, seed, opts, Path(tmp), before)
-            before = run["before"]  # greedy dev eval of the shared start model: computed once
-            runs.append(run)
-            logger.info("%s seed %d: dev F1 %.3f -> %.3f", algo, seed, run["before"]["f1"], run["final_f1"])
+        runs = _run_all(jobs, opts, Path(tmp), args.jobs, args.threads)
+    before = runs[0]["before"]
     per = {a: [r for r in runs if r["algo"] == a] for a in ALGOS}
     grpo_final = {r["seed"]: r["final_f1"] for r in per["grpo"]}
     steps_to = [_steps_to_reach(r["curve"], grpo_final[r["seed"]]) for r in per["igpo"]]

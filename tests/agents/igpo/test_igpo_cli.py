@@ -88,3 +88,11 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     assert "unknown options" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tiny_run / "world")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_compare_rejects_bad_counts():
+    from benchmarks.train_compare import main as compare
+
+    for argv, match in ((["--jobs", "0"], "--jobs"), (["--seeds", "0"], "--seeds"), (["--steps", "-1"], "--steps")):
+        with pytest.raises(ValueError, match=match):
+            compare([*argv, "--out", "unused"])
