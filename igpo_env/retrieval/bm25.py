@@ -62,6 +62,24 @@ def _make_stemmer(language: str | None):
         ) from e
 
 
+def _sorted_vocab(tokens: Any) -> Any:
+    """Renumber a ``bm25s.tokenize`` result so term ids follow the sorted vocabulary.
+
+    With a stemmer, bm25s numbers terms in ``set`` order, which changes with ``PYTHONHASHSEED``; the term order fixes
+    the float32 summation order of a query's score, so equal-scoring passages could swap places between processes
+    (and the scripted trajectories built on them changed with it). Sorted ids make an index the same in every process.
+    """
+    from bm25s.tokenization import Tokenized
+
+    terms = sorted(tokens.vocab)
+    new_id = {term: i for i, term in enumerate(terms)}
+    remap = np.empty(len(terms), dtype=np.int64)
+    for term, old in tokens.vocab.items():
+        remap[old] = new_id[term]
+    ids = [remap[np.asarray(doc, dtype=np.int64)].tolist() for doc in tokens.ids]
+    return Tokenized(ids=ids, vocab=new_id)
+
+
 class BM25Retriever:
     """In-process BM25 retriever (bm25s), the default backend of SearchQA-v0.
 
@@ -161,6 +179,7 @@ class BM25Retriever:
             texts, stopwords=stopwords, stemmer=_make_stemmer(stemmer), show_progress=verbose, allow_empty=True
         )
         del texts
+        tokens = _sorted_vocab(tokens)
         model = bm25s.BM25(k1=k1, b=b, method=method)
         model.index(tokens, show_progress=verbose)
         logger.info("indexed %d passages, %d terms", len(store), len(model.vocab_dict))

@@ -29,6 +29,9 @@ INDEX_KINDS = ("bm25", "dense")
 DEFAULT_KIND = "bm25"
 _URL_PREFIXES = ("http://", "https://")
 _CACHE_KEY_CHARS = 16
+_CACHE_BUILD_VERSION = 2
+"""Part of the cache key: bumped when an index of the same corpus would now be built differently (2: BM25 term ids
+in sorted order, the same in every process)."""
 
 
 def _check_kind(kind: str) -> None:
@@ -158,7 +161,14 @@ def cached_index_dir(corpus_path: str | os.PathLike[str], kind: str = DEFAULT_KI
     path = Path(corpus_path).resolve()
     st = path.stat()
     key_src = json.dumps(
-        {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "kind": kind, "options": options},
+        {
+            "path": str(path),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "kind": kind,
+            "options": options,
+            "build": _CACHE_BUILD_VERSION,
+        },
         sort_keys=True,
         default=repr,
     )

@@ -177,8 +177,8 @@ def test_tiny_policy_plays_the_env(tiny_policy_dir):
     envs = [gym.make("SearchQA-v0", dataset=dev, retriever=retriever, max_episode_steps=4) for _ in dev]
     records = agent.play(envs, options=[{"index": i} for i in range(len(dev))])
     types = [t for r in records for t in r.action_types]
-    # loose floor; the report has the real rate. Separate tiny builds measured 0.33, 0.84 and 1.0 here (the build is
-    # not bit-reproducible across processes yet), so the floor sits below the worst build seen.
+    # loose floor; the report has the real rate. The build is bit-reproducible (the BM25 term ids behind the scripted
+    # trajectories no longer follow PYTHONHASHSEED): this build measured 0.90 here and 0.59 in its report.
     assert sum(t != "invalid" for t in types) / len(types) >= 0.25
     assert any(t == "search" for t in types)
     again = agent.play(envs, options=[{"index": i} for i in range(len(dev))])

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -122,3 +123,25 @@ def test_from_corpus_file_and_records(tmp_path):
     a = BM25Retriever.from_docs(path)
     b = BM25Retriever.from_docs([{"id": d.id, "contents": d.contents} for d in toy_corpus()])
     assert a.search(["Dovia town"], 2) == b.search(["Dovia town"], 2)
+
+
+def test_term_ids_do_not_depend_on_the_hash_seed():
+    # bm25s numbers stemmed terms in `set` order (PYTHONHASHSEED-dependent); the term order fixes the float32
+    # summation order of scores, so equal-scoring passages swapped places between processes. Ids must be sorted.
+    import subprocess
+    import sys
+
+    code = (
+        "from igpo_env.data.toy import toy_corpus; from igpo_env.retrieval import BM25Retriever; "
+        "r = BM25Retriever.from_docs(toy_corpus()); print(sorted(r.model.vocab_dict.items(), key=lambda kv: kv[1]))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outs) == 1 and outs != {""}
+    vocab = BM25Retriever.from_docs(toy_corpus()).model.vocab_dict
+    by_id = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1]) if t]  # bm25s places "" (empty docs) itself
+    assert by_id == sorted(by_id)
