@@ -207,9 +207,6 @@ def _markdown(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and write the results."""
     args = make_parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
     base = QUICK if args.quick else FULL
     opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
     opts["model"] = args.model
@@ -217,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--seeds and --steps must be >= 1, got {opts['seeds']} and {opts['steps']}")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -93,6 +93,8 @@ def test_user_errors(tiny_run, tmp_path, capsys):
 def test_train_compare_rejects_bad_counts():
     from benchmarks.train_compare import main as compare
 
+    threads = torch.get_num_threads()
     for argv, match in ((["--jobs", "0"], "--jobs"), (["--seeds", "0"], "--seeds"), (["--steps", "-1"], "--steps")):
         with pytest.raises(ValueError, match=match):
-            compare([*argv, "--out", "unused"])
+            compare([*argv, "--out", "unused", "--threads", str(threads + 1)])
+    assert torch.get_num_threads() == threads  # rejected before touching the process's torch threads
