@@ -112,7 +112,8 @@ def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: d
     }
 
 
-def _init_worker(threads: int) -> None:
+def _setup_process(threads: int) -> None:
+    """Set the torch threads and logging of this process (the main one and each ``--jobs`` worker)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -139,7 +140,8 @@ def _run_all(jobs: list[tuple[int, str]], opts: dict[str, Any], workdir: Path, n
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_setup_process, initargs=(threads,)) as pool:
+        # each run evaluates the shared start model itself: handing one result to the others would serialize a run
         futures = [pool.submit(run_one, algo, seed, opts, workdir, None) for seed, algo in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="train_compare runs"):
             runs.append(future.result())
@@ -214,12 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--seeds and --steps must be >= 1, got {opts['seeds']} and {opts['steps']}")
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    import torch
-
-    torch.set_num_threads(args.threads)
+    _setup_process(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     t0 = time.perf_counter()
     jobs = [(seed, algo) for seed in range(opts["seeds"]) for algo in ALGOS]
     with tempfile.TemporaryDirectory(prefix="train_compare-") as tmp:
