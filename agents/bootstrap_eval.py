@@ -7,6 +7,9 @@
 - IG sanity: ``p(gold | transcript)`` under the IGPO scoring template, after the scripted oracle has retrieved all the
   supporting passages (``p_oracle``) versus with the question only (``p_question_only``); ``ig_sanity_share`` is the
   share of questions with ``p_oracle > p_question_only``.
+- In-context copying: ``repeat_copy_gain``, the drop in mean NLL (nats/token) from the first to the second pass over
+  a repeated random token sequence. Reading an answer out of a passage needs this copying; a model that answers from
+  memorized facts shows a gain near 0.
 
 Example:
     >>> from agents.bootstrap_eval import median
@@ -24,7 +27,7 @@ from typing import Any
 
 from igpo_env.types import Message, QAExample
 
-__all__ = ["quality_report", "oracle_transcripts", "score_gold", "median"]
+__all__ = ["quality_report", "oracle_transcripts", "score_gold", "median", "repeat_copy_gain"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,33 @@ def _score_gold_naive(
     return probs
 
 
+def repeat_copy_gain(model: Any, tokenizer: Any, length: int = 40, rows: int = 8, seed: int = 0) -> float:
+    """Mean NLL drop (nats/token) on the second pass of ``rows`` random ``length``-token sequences shown twice.
+
+    Tokens are drawn uniformly from the non-special vocabulary under ``seed``. Induction ("copy what followed this
+    token last time") makes the second pass nearly free; without it both passes cost about ``log(vocab)``.
+
+    Example:
+        >>> from agents.bootstrap import SIZES, make_model, train_tokenizer
+        >>> tok = train_tokenizer(["Karsel is the capital of Ostrand."] * 4, vocab_size=300)
+        >>> abs(repeat_copy_gain(make_model(SIZES["tiny"], tok), tok)) < 1.0  # random init: no copying
+        True
+    """
+    import torch
+
+    if length < 2 or rows < 1:
+        raise ValueError(f"`length` must be >= 2 and `rows` >= 1, got {length} and {rows}")
+    special = set(tokenizer.all_special_ids)
+    pool = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
+    gen = torch.Generator().manual_seed(seed)
+    seq = pool[torch.randint(len(pool), (rows, length), generator=gen)]
+    ids = torch.cat([seq, seq], dim=1)
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+    nll = -logp[:, :-1].gather(2, ids[:, 1:, None])[..., 0]
+    return float(nll[:, : length - 1].mean() - nll[:, length:].mean())
+
+
 def oracle_transcripts(examples: Sequence[QAExample], retriever: Any, seed: int = 0) -> list[list[Message]]:
     """Return the transcript after the scripted oracle's searches, just before it answers, for each question."""
     import gymnasium as gym
@@ -126,7 +156,8 @@ def quality_report(
 
     Returns:
         ``well_formed_rate``, ``dev_f1``, ``question_only_f1``, ``ig_sanity_share``, ``median_p_oracle``,
-        ``median_p_question_only``, ``dev_f1_by_source``, ``eval_questions``, ``eval_seconds``.
+        ``median_p_question_only``, ``repeat_copy_gain``, ``dev_f1_by_source``, ``eval_questions``,
+        ``eval_seconds``.
     """
     import time
 
@@ -174,6 +205,7 @@ def quality_report(
         "ig_sanity_share": sum(o > q for o, q in zip(p_o, p_q, strict=True)) / n,
         "median_p_oracle": median(p_o) if p_o else 0.0,
         "median_p_question_only": median(p_q) if p_q else 0.0,
+        "repeat_copy_gain": repeat_copy_gain(model, tokenizer, seed=seed),
         "dev_f1_by_source": {k: sum(v) / len(v) for k, v in sorted(by_source.items())},
         "mean_turns": turns / n,
         "eval_questions": len(examples),
