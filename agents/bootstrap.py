@@ -118,6 +118,9 @@ class BootstrapSpec:
         reading_rows: Short reading transcripts added to the SFT set (see
             :func:`agents.bootstrap_build.reading_transcripts`): a one-hop question, its search result, the facts
             read from it and the answer.
+        rename_share: Share of scripted episodes given fresh names and numbers (see
+            :class:`agents.bootstrap_build.EpisodeRenamer`), so their facts cannot be recalled from other episodes and
+            the model has to read them out of the passages.
         bf16: Train under bfloat16 autocast (fp32 master weights): ~2.5x the fp32 SFT throughput on CPUs with
             AVX512-BF16 or AMX (measured on the ``small`` shape), slower on CPUs without them.
     """
@@ -141,6 +144,7 @@ class BootstrapSpec:
     word_repeats: int = 0
     split_capitalized: bool = False
     reading_rows: int = 0
+    rename_share: float = 0.0
     bf16: bool = False
 
 

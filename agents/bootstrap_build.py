@@ -138,8 +138,109 @@ class AnswerFormatMix:
         return action
 
 
+YEAR_RE = re.compile(r"(?<![\d,])1\d{3}(?!\d)(?!,\d)")
+"""A year as SynthWiki writes it: four digits starting with 1, not part of a comma-grouped number."""
+
+GROUPED_NUMBER_RE = re.compile(r"(?<![\d,])\d{1,3}(?:,\d{3})+(?!\d)")
+"""A comma-grouped number (``237,531``): populations, employee counts, lengths."""
+
+YEAR_SHIFT = 60
+"""Renamed episodes shift every year by one draw from ``[-YEAR_SHIFT, YEAR_SHIFT]`` (order is kept)."""
+
+NUMBER_SCALE = (1.05, 1.8)
+"""Renamed episodes scale every comma-grouped number by one draw from this range (order is kept, and they stay
+above the ungrouped numbers below 1,000)."""
+
+
+class EpisodeRenamer:
+    """Gives each scripted episode fresh names and numbers, so its facts cannot be recalled from earlier episodes.
+
+    The 2,400 train questions of a default world are played ~3 times each, and every passage comes back ~10 times,
+    so a small LM fits the transcripts by memorizing the corpus (loss ~0.4 nats/token) and never learns to read: its
+    in-context copy of a number written ten tokens earlier stays at chance. Renaming makes reading the only way to
+    predict a name or a number. Per episode, every generated name root of the world (``Krostfa``, ``Thahokrond``,
+    never a template word such as ``Press`` or ``University``) is mapped to a distinct random root of a train-split
+    entity (never a word of a dev or test entity's name), every year is shifted by one offset and every
+    comma-grouped number scaled by one factor, so comparisons keep their answers. The same map is applied to every
+    message, the answer included.
+
+    Args:
+        world: A SynthWiki world directory (world.json).
+        seed: Seed of the draws.
+
+    Example:
+        >>> import tempfile
+        >>> from igpo_env.data.synthwiki import build_world
+        >>> world = build_world(tempfile.mkdtemp(), passages=200, seed=0, verbose=False)
+        >>> r = EpisodeRenamer(world, seed=0)
+        >>> e = next(e for e in r.entities if e.split == "train" and e.etype == "city")
+        >>> msgs = [{"role": "user", "content": f"Where is {e.name}? Founded in 1743; 2,100 people."}]
+        >>> out = r.rename(msgs)[0]["content"]
+        >>> e.name in out, "1743" in out, "2,100" in out
+        (False, False, False)
+    """
+
+    def __init__(self, world: Path, seed: int = 0) -> None:
+        import random
+
+        from igpo_env.data.synthwiki.splits import assign_splits
+        from igpo_env.data.synthwiki.world import generate_world
+
+        meta = json.loads((Path(world) / "world.json").read_text())
+        w = generate_world(int(meta["passages"]), int(meta["seed"]))
+        assign_splits(w)
+        self.entities = w.entities
+        template_words = _template_words()
+        roots: dict[str, set[str]] = {}
+        for e in w.entities:
+            for name in (e.name, *e.aliases):
+                for word in WORD_RE.findall(name):
+                    if word[0].isupper() and word not in template_words:
+                        roots.setdefault(word, set()).add(e.split)
+        self.roots = frozenset(roots)
+        self.pool = sorted(word for word, splits in roots.items() if splits == {"train"})
+        if len(self.pool) < 2:
+            raise ValueError(f"world {world} has too few train-only name roots to rename episodes")
+        self.rng = random.Random(f"rename:{seed}")
+
+    def rename(self, messages: Sequence[Message]) -> list[Message]:
+        """Return ``messages`` with one fresh draw of names, year offset and number scale applied to all of them."""
+        text = "\n".join(m["content"] for m in messages)
+        present = sorted({w for w in WORD_RE.findall(text) if w in self.roots})
+        images = self.rng.sample(self.pool, min(len(present), len(self.pool)))
+        names = dict(zip(present, images, strict=False))
+        shift = self.rng.randint(-YEAR_SHIFT, YEAR_SHIFT)
+        scale = self.rng.uniform(*NUMBER_SCALE)
+
+        def grouped(m: re.Match[str]) -> str:
+            return f"{round(int(m.group().replace(',', '')) * scale):,}"
+
+        def one(content: str) -> str:
+            content = WORD_RE.sub(lambda m: names.get(m.group(), m.group()), content)
+            content = YEAR_RE.sub(lambda m: str(int(m.group()) + shift), content)
+            return GROUPED_NUMBER_RE.sub(grouped, content)
+
+        return [{**m, "content": one(m["content"])} for m in messages]
+
+
+def _template_words() -> frozenset[str]:
+    """Capitalized words written in SynthWiki's source (templates, word lists): never renamed."""
+    import igpo_env.data.synthwiki as synthwiki
+
+    words: set[str] = set()
+    for path in Path(synthwiki.__file__).parent.glob("*.py"):
+        words.update(w for w in WORD_RE.findall(path.read_text()) if w[0].isupper())
+    return frozenset(words)
+
+
 def collect_trajectories(
-    world: Path, n: int, noisy_fraction: float, seed: int, ig_answer_share: float = 0.5, verbose: bool = True
+    world: Path,
+    n: int,
+    noisy_fraction: float,
+    seed: int,
+    ig_answer_share: float = 0.5,
+    verbose: bool = True,
+    rename_share: float = 0.0,
 ) -> list[Trajectory]:
     """Play ``n`` train-split episodes with the scripted oracle / noisy-oracle agents in SearchQA-v0.
 
@@ -150,7 +251,10 @@ def collect_trajectories(
         seed: Seed of the question order and of the agents.
         ig_answer_share: Share of answers written in the IG pseudo-response form (see :class:`AnswerFormatMix`).
         verbose: Show a progress bar.
+        rename_share: Share of episodes given fresh names and numbers afterwards (see :class:`EpisodeRenamer`).
     """
+    if not 0.0 <= rename_share <= 1.0:
+        raise ValueError(f"`rename_share` must be in [0, 1], got {rename_share}")
     import gymnasium as gym
     import numpy as np
     from tqdm.auto import tqdm
@@ -165,6 +269,8 @@ def collect_trajectories(
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(len(examples)) for _ in range(math.ceil(n / len(examples)))])[:n]
     noisy = rng.random(n) < noisy_fraction
+    renamed = rng.random(n) < rename_share
+    renamer = EpisodeRenamer(world, seed) if rename_share > 0 else None
     agents = {
         "oracle": AnswerFormatMix(OracleAgent(env), ig_answer_share, seed),
         "noisy": AnswerFormatMix(NoisyOracleAgent(env, seed=seed), ig_answer_share, seed + 1),
@@ -173,7 +279,8 @@ def collect_trajectories(
     for i in tqdm(range(n), desc="scripted episodes", disable=not verbose):
         name = "noisy" if noisy[i] else "oracle"
         ep = run_episode(env, agents[name], seed=None, options={"index": int(order[i])})
-        out.append(Trajectory(list(ep.messages), list(ep.mistakes), name, float(ep.final_info.get("f1", 0.0))))
+        messages = renamer.rename(ep.messages) if renamer is not None and renamed[i] else list(ep.messages)
+        out.append(Trajectory(messages, list(ep.mistakes), name, float(ep.final_info.get("f1", 0.0))))
     env.close()
     return out
 
@@ -378,7 +485,7 @@ def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool
     target.parent.mkdir(parents=True, exist_ok=True)
     world = Path(default_world(seed))
     trajectories = collect_trajectories(
-        world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose
+        world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose, spec.rename_share
     )
     tokenizer = train_tokenizer(
         _iter_tokenizer_text(world, trajectories, spec.word_repeats), spec.vocab_size, spec.split_capitalized

@@ -291,3 +291,79 @@ def test_sft_train_bf16_runs_and_changes_the_weights(toy_tokenizer, tmp_path):
     assert stats["steps"] == 3 and stats["tokens_per_step"] == 512
     assert any((before[k] != v).any() for k, v in model.state_dict().items())
     assert all(v.dtype == before[k].dtype for k, v in model.state_dict().items())  # fp32 master weights
+
+
+def test_episode_renamer_gives_fresh_train_names_and_order_preserving_numbers(tmp_path):
+    from agents.bootstrap_build import EpisodeRenamer
+    from igpo_env.data import load_qa
+    from igpo_env.data.synthwiki import build_world
+    from igpo_env.metrics import extract_answer
+
+    world = build_world(tmp_path / "w", passages=300, seed=2, verbose=False)
+    renamer = EpisodeRenamer(world, seed=0)
+    held_out_words = {
+        w for e in renamer.entities if e.split != "train" for n in (e.name, *e.aliases) for w in n.split()
+    }
+    assert renamer.pool and not set(renamer.pool) & held_out_words
+    assert {"Press", "University", "River", "Doc", "Title"}.isdisjoint(renamer.roots)
+    plain = collect_trajectories(world, 40, 0.3, seed=0, verbose=False)
+    renamed = collect_trajectories(world, 40, 0.3, seed=0, verbose=False, rename_share=1.0)
+    assert [t.mistakes for t in plain] == [t.mistakes for t in renamed]
+    golds = {q.question: q for q in load_qa(world, "train")}
+    changed_answers = 0
+    for p, r in zip(plain, renamed, strict=True):
+        assert [m["role"] for m in p.messages] == [m["role"] for m in r.messages]
+        p_text, r_text = "\n".join(m["content"] for m in p.messages), "\n".join(m["content"] for m in r.messages)
+        assert p_text != r_text
+        # Template words survive; every renamed name root is a train-only root and one root maps to one root.
+        assert p_text.count("<information>") == r_text.count("<information>")
+        assert p_text.count(" is a ") == r_text.count(" is a ")
+        mapping: dict[str, str] = {}
+        shifts: set[int] = set()
+        word = r"[^\W\d_]+|[\d,]*\d"
+        for a, b in zip(re.findall(word, p_text), re.findall(word, r_text), strict=True):
+            if a in renamer.roots:
+                assert b in renamer.pool and mapping.setdefault(a, b) == b
+            elif re.fullmatch(r"1\d{3}", a):
+                shifts.add(int(b) - int(a))  # a year
+            elif "," in a:
+                assert "," in b and int(b.replace(",", "")) > int(a.replace(",", ""))
+            else:
+                assert a == b
+        assert len(set(mapping.values())) == len(mapping)
+        # One offset per episode for years and one factor for grouped numbers, so comparisons keep their winner.
+        assert len(shifts) <= 1
+        question = p.messages[0]["content"].rpartition("Question: ")[2].strip()
+        last = extract_answer(r.messages[-1]["content"])
+        if question in golds and last is not None:
+            old = extract_answer(p.messages[-1]["content"])
+            changed_answers += last.strip() != old.strip()
+    assert changed_answers > 10
+    with pytest.raises(ValueError, match="rename_share"):
+        collect_trajectories(world, 2, 0.3, seed=0, verbose=False, rename_share=1.5)
+
+
+def test_repeat_copy_gain_separates_a_copier_from_a_random_model(toy_tokenizer):
+    import math
+    from types import SimpleNamespace
+
+    import torch
+
+    from agents.bootstrap_eval import repeat_copy_gain
+
+    length, vocab = 12, len(toy_tokenizer)
+
+    class Copier(torch.nn.Module):
+        """Predicts the token that followed the same position one period earlier (uniform on the first pass)."""
+
+        def forward(self, input_ids):
+            logits = torch.zeros(*input_ids.shape, vocab)
+            nxt = input_ids[:, :length]
+            logits[:, length - 1 : 2 * length - 1].scatter_(2, nxt[..., None], 30.0)
+            return SimpleNamespace(logits=logits)
+
+    gain = repeat_copy_gain(Copier(), toy_tokenizer, length=length, rows=4)
+    assert gain > 0.9 * math.log(vocab)
+    assert abs(repeat_copy_gain(make_model(SIZES["tiny"], toy_tokenizer), toy_tokenizer, length=length)) < 1.0
+    with pytest.raises(ValueError, match="length"):
+        repeat_copy_gain(Copier(), toy_tokenizer, length=1)
