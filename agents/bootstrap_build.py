@@ -183,12 +183,7 @@ class EpisodeRenamer:
     def __init__(self, world: Path, seed: int = 0) -> None:
         import random
 
-        from igpo_env.data.synthwiki.splits import assign_splits
-        from igpo_env.data.synthwiki.world import generate_world
-
-        meta = json.loads((Path(world) / "world.json").read_text())
-        w = generate_world(int(meta["passages"]), int(meta["seed"]))
-        assign_splits(w)
+        w = _split_world(world)
         self.entities = w.entities
         template_words = _template_words()
         roots: dict[str, set[str]] = {}
@@ -221,6 +216,18 @@ class EpisodeRenamer:
             return GROUPED_NUMBER_RE.sub(grouped, content)
 
         return [{**m, "content": one(m["content"])} for m in messages]
+
+
+def _split_world(world: Path) -> Any:
+    """Regenerate the in-memory ``World`` of a SynthWiki world directory (from its world.json), splits assigned."""
+    from igpo_env.data.synthwiki.build import WORLD_FILE
+    from igpo_env.data.synthwiki.splits import assign_splits
+    from igpo_env.data.synthwiki.world import generate_world
+
+    meta = json.loads((Path(world) / WORLD_FILE).read_text())
+    w = generate_world(int(meta["passages"]), int(meta["seed"]))
+    assign_splits(w)
+    return w
 
 
 def _template_words() -> frozenset[str]:
@@ -318,13 +325,10 @@ def reading_transcripts(world: Path, n: int, seed: int, verbose: bool = True) ->
     from igpo_env.actions import format_observation
     from igpo_env.data.synthwiki.passages import subject_name, value_forms
     from igpo_env.data.synthwiki.questions import QUESTIONS, _capitalize
-    from igpo_env.data.synthwiki.splits import assign_splits
-    from igpo_env.data.synthwiki.world import doc_id, generate_world
+    from igpo_env.data.synthwiki.world import doc_id
     from igpo_env.retrieval import get_retriever
 
-    meta = json.loads((Path(world) / "world.json").read_text())
-    w = generate_world(int(meta["passages"]), int(meta["seed"]))
-    assign_splits(w)
+    w = _split_world(world)
     rng = random.Random(f"reading:{seed}")
     facts: list[tuple[str, dict[str, str]]] = []
     by_doc: dict[str, list[dict[str, str]]] = {}
