@@ -37,6 +37,7 @@ __all__ = [
     "TAG_TOKENS",
     "bootstrap",
     "default_model_dir",
+    "resolve_device",
     "train_tokenizer",
     "make_model",
     "encode_transcript",
@@ -191,6 +192,35 @@ def _check_size(size: str) -> BootstrapSpec:
     return SIZES[size]
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""Devices the bootstrap can train on; ``auto`` is CUDA when torch sees a GPU, else the CPU."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Return the device a bootstrap build trains and evaluates on: ``"cpu"`` or ``"cuda"``.
+
+    A GPU runs the same recipe (the budget is in tokens, so a CUDA build follows the same schedule; its weights differ
+    from a CPU build's only by floating-point rounding), and makes budgets far beyond the CPU's ten minutes practical
+    (``--train-tokens``).
+
+    Raises:
+        ValueError: for a device not in :data:`DEVICES`, or ``"cuda"`` on a machine where torch sees no GPU.
+
+    Example:
+        >>> resolve_device("cpu")
+        'cpu'
+    """
+    if device not in DEVICES:
+        raise ValueError(f"`device` must be one of {DEVICES}, got {device!r}")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("`device` 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return device
+
+
 def default_model_dir(size: str = "small", seed: int = 0) -> Path:
     """Cache directory of the bootstrapped model of this size and world seed (it may not exist yet).
 
@@ -340,6 +370,7 @@ def bootstrap(
     verbose: bool = True,
     out: str | Path | None = None,
     train_tokens: int | None = None,
+    device: str = "auto",
 ) -> Path:
     """Build (or reuse) the embedded policy LM and return its HF model directory.
 
@@ -350,15 +381,19 @@ def bootstrap(
         verbose: Show progress bars.
         out: Directory to write to instead of the cache (``default_model_dir(size, seed)``).
         train_tokens: Override the size's training budget in tokens (the cache key then records it).
+        device: Where to train and evaluate: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; a reused
+            build is returned whatever device it was built on.
 
     Returns:
         The model directory (loads with ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained``); its
         ``report.json`` holds the quality report.
 
     Raises:
-        ValueError: for an unknown ``size`` or a non-positive ``train_tokens``.
+        ValueError: for an unknown ``size`` or ``device``, ``"cuda"`` without a GPU, or a non-positive
+            ``train_tokens``.
     """
     spec = _check_size(size)
+    device = resolve_device(device)
     if train_tokens is not None:
         if isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1:
             raise ValueError(f"`train_tokens` must be a positive int, got {train_tokens!r}")
@@ -374,7 +409,7 @@ def bootstrap(
         return target
     from agents.bootstrap_build import build
 
-    build(target, size=size, spec=spec, seed=seed, verbose=verbose)
+    build(target, size=size, spec=spec, seed=seed, verbose=verbose, device=device)
     return target
 
 

@@ -24,7 +24,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.bootstrap import CONFIG_VERSION, REPORT_FILE, BootstrapSpec, encode_transcript, make_model, train_tokenizer
+from agents.bootstrap import (
+    CONFIG_VERSION,
+    REPORT_FILE,
+    BootstrapSpec,
+    encode_transcript,
+    make_model,
+    resolve_device,
+    train_tokenizer,
+)
 from igpo_env.types import Message
 
 __all__ = [
@@ -419,11 +427,13 @@ def sft_train(
     seed: int,
     work_dir: Path,
     verbose: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train ``model`` in place with TRL's SFTTrainer on pre-tokenized ``input_ids`` + ``labels`` rows.
 
     Sequences are packed (best-fit decreasing, block-diagonal attention through ``position_ids``) to
     ``spec.max_length`` tokens; the number of optimizer steps is ``spec.train_tokens / (batch_size * max_length)``.
+    ``device`` is ``"cpu"`` or ``"cuda"`` (see :func:`agents.bootstrap.resolve_device`); the model stays there.
 
     Returns:
         Training stats: steps, tokens per step, final loss, seconds.
@@ -452,7 +462,7 @@ def sft_train(
         logging_steps=max(1, max_steps // LOGGING_FRACTION),
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=resolve_device(device) == "cpu",
         bf16=spec.bf16,
         fp16=False,
         disable_tqdm=not verbose,
@@ -476,10 +486,13 @@ def sft_train(
     }
 
 
-def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool = True) -> dict[str, Any]:
+def build(
+    target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool = True, device: str = "cpu"
+) -> dict[str, Any]:
     """Build the model directory ``target`` atomically (temp dir + rename) and return its report.
 
-    Steps: the SynthWiki world of ``seed``, scripted trajectories, the tokenizer, the SFT run, save, quality report.
+    Steps: the SynthWiki world of ``seed``, scripted trajectories, the tokenizer, the SFT run on ``device``, save,
+    quality report (on the same device).
     """
     from agents.bootstrap_eval import quality_report
     from igpo_env.data.synthwiki import default_world
@@ -503,7 +516,7 @@ def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool
     model = make_model(spec, tokenizer, seed)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        stats = sft_train(model, tokenizer, rows, spec, seed, tmp, verbose)
+        stats = sft_train(model, tokenizer, rows, spec, seed, tmp, verbose, device)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         model.eval()
         model.save_pretrained(tmp)
@@ -517,6 +530,7 @@ def build(target: Path, size: str, spec: BootstrapSpec, seed: int, verbose: bool
             "size": size,
             "seed": seed,
             "config_version": CONFIG_VERSION,
+            "device": resolve_device(device),
             "parameters": int(model.num_parameters()),
             "train_episodes": len(trajectories),
             "reading_rows": len(reading),

@@ -29,11 +29,19 @@ SUMMARY_KEYS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``bootstrap`` options to ``parser``."""
+    from agents.bootstrap import DEVICES
+
     parser.add_argument("--size", choices=("tiny", "small"), default="small", help="Model size (default: small).")
     parser.add_argument("--seed", type=int, default=0, help="SynthWiki world and training seed (default: 0).")
     parser.add_argument("--force", action="store_true", help="Rebuild even if a cached model exists.")
     parser.add_argument("--out", default=None, help="Output directory (default: the igpo-env cache).")
     parser.add_argument("--train-tokens", type=int, default=None, help="Override the size's training budget (tokens).")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="Train and evaluate on this device (default: auto, CUDA when available).",
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
 
 
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
         out=args.out,
         train_tokens=args.train_tokens,
+        device=args.device,
     )
     report = json.loads((path / REPORT_FILE).read_text())
     print(json.dumps({k: v for k, v in report.items() if k not in ("spec", "sft")}, indent=2))

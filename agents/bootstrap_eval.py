@@ -64,6 +64,14 @@ def score_gold(
     return _score_gold_naive(model, tokenizer, contexts, golds, batch_size)
 
 
+def _device(model: Any) -> Any:
+    """Return the device of ``model``'s first parameter (the CPU for a module without parameters)."""
+    import torch
+
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def _score_gold_naive(
     model: Any, tokenizer: Any, contexts: Sequence[Sequence[Message]], golds: Sequence[str], batch_size: int
 ) -> list[float]:
@@ -89,7 +97,9 @@ def _score_gold_naive(
             ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
         with torch.inference_mode():
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            device = _device(model)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         for i, (r, n_prefix, n_gold) in enumerate(rows):
             pos = torch.arange(n_prefix - 1, n_prefix - 1 + n_gold)
             lp = logp[i, pos, torch.tensor(r[n_prefix:])]
@@ -117,7 +127,7 @@ def repeat_copy_gain(model: Any, tokenizer: Any, length: int = 40, rows: int = 8
     pool = torch.tensor([i for i in range(len(tokenizer)) if i not in special])
     gen = torch.Generator().manual_seed(seed)
     seq = pool[torch.randint(len(pool), (rows, length), generator=gen)]
-    ids = torch.cat([seq, seq], dim=1)
+    ids = torch.cat([seq, seq], dim=1).to(_device(model))
     with torch.inference_mode():
         logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
     nll = -logp[:, :-1].gather(2, ids[:, 1:, None])[..., 0]

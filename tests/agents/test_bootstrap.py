@@ -14,6 +14,7 @@ from agents.bootstrap import (
     default_model_dir,
     encode_transcript,
     make_model,
+    resolve_device,
     train_tokenizer,
 )
 from agents.bootstrap_build import AnswerFormatMix, Trajectory, collect_trajectories, mistake_flags, sft_train
@@ -147,7 +148,48 @@ def test_bootstrap_argument_checks():
         bootstrap(size="huge")
     with pytest.raises(ValueError, match="train_tokens"):
         bootstrap(size="tiny", train_tokens=0)
+    with pytest.raises(ValueError, match="'tpu'"):
+        bootstrap(size="tiny", device="tpu")
     assert default_model_dir("small", 2).name == f"synthwiki-s2-small-{CONFIG_VERSION}"
+
+
+def test_resolve_device_names_the_bad_value_and_the_fix():
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="must be one of"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU; use 'cpu' or 'auto'"):
+            resolve_device("cuda")
+
+
+def _needs_cuda():
+    import torch
+
+    return pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@_needs_cuda()
+def test_sft_train_and_eval_on_cuda(toy_tokenizer, tmp_path):
+    from agents.bootstrap_eval import _score_gold_naive, repeat_copy_gain
+
+    spec = replace(SIZES["tiny"], train_tokens=3 * 512, batch_size=2, max_length=256, bf16=True)
+    rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
+    model = make_model(spec, toy_tokenizer, seed=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sft_train(model, toy_tokenizer, rows, spec, seed=1, work_dir=tmp_path, verbose=False, device="cuda")
+    assert next(model.parameters()).device.type == "cuda"
+    assert any((before[k] != v.cpu()).any() for k, v in model.state_dict().items())
+    model.eval()
+    contexts = [[{"role": "user", "content": f"Question: {q.question}"}] for q in toy_qa()[:2]]
+    golds = [q.golden_answers[0] for q in toy_qa()[:2]]
+    on_gpu = _score_gold_naive(model, toy_tokenizer, contexts, golds, 2)
+    on_cpu = _score_gold_naive(model.cpu(), toy_tokenizer, contexts, golds, 2)
+    assert on_gpu == pytest.approx(on_cpu, rel=1e-3)
+    gain = repeat_copy_gain(model.cuda(), toy_tokenizer)
+    assert gain == pytest.approx(repeat_copy_gain(model.cpu(), toy_tokenizer), abs=1e-3)
 
 
 def test_tiny_policy_dir_is_a_standard_hf_dir(tiny_policy_dir):
@@ -156,6 +198,7 @@ def test_tiny_policy_dir_is_a_standard_hf_dir(tiny_policy_dir):
     report = json.loads((tiny_policy_dir / REPORT_FILE).read_text())
     for key in REPORT_KEYS:
         assert isinstance(report[key], float), key
+    assert report["device"] == resolve_device("auto")
     model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
     assert model.num_parameters() < 1_000_000
     tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
