@@ -41,7 +41,9 @@ __all__ = [
     "collect_trajectories",
     "corpus_words",
     "mistake_flags",
+    "prepare_data",
     "reading_transcripts",
+    "SFTData",
     "sft_train",
 ]
 
@@ -428,12 +430,14 @@ def sft_train(
     work_dir: Path,
     verbose: bool = True,
     device: str = "cpu",
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train ``model`` in place with TRL's SFTTrainer on pre-tokenized ``input_ids`` + ``labels`` rows.
 
     Sequences are packed (best-fit decreasing, block-diagonal attention through ``position_ids``) to
     ``spec.max_length`` tokens; the number of optimizer steps is ``spec.train_tokens / (batch_size * max_length)``.
     ``device`` is ``"cpu"`` or ``"cuda"`` (see :func:`agents.bootstrap.resolve_device`); the model stays there.
+    ``callbacks`` are ``transformers.TrainerCallback`` objects added to the trainer (e.g. a periodic evaluation).
 
     Returns:
         Training stats: steps, tokens per step, final loss, seconds.
@@ -472,7 +476,11 @@ def sft_train(
         gradient_checkpointing=False,
     )
     trainer = _model_loss_sft_trainer()(
-        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=list(callbacks) or None,
     )
     start = time.perf_counter()
     result = trainer.train()
@@ -484,6 +492,40 @@ def sft_train(
         "final_loss": float(losses[-1]) if losses else float("nan"),
         "seconds": time.perf_counter() - start,
     }
+
+
+@dataclass
+class SFTData:
+    """Everything the SFT run of one spec trains on.
+
+    Attributes:
+        trajectories: The scripted episodes.
+        reading: The reading transcripts (``spec.reading_rows`` of them).
+        tokenizer: The BPE tokenizer trained for this spec.
+        rows: Tokenized ``input_ids`` + ``labels`` rows: the episodes (mistakes masked), then the reading rows.
+    """
+
+    trajectories: list[Trajectory]
+    reading: list[list[Message]]
+    tokenizer: Any
+    rows: list[dict[str, list[int]]]
+
+
+def prepare_data(world: Path, spec: BootstrapSpec, seed: int, verbose: bool = True) -> SFTData:
+    """Play the scripted episodes of ``spec`` on ``world``, train its tokenizer and tokenize the SFT rows."""
+    trajectories = collect_trajectories(
+        world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose, spec.rename_share
+    )
+    tokenizer = train_tokenizer(
+        _iter_tokenizer_text(world, trajectories, spec.word_repeats), spec.vocab_size, spec.split_capitalized
+    )
+    rows = [
+        encode_transcript(tokenizer, t.messages, mistake_flags(t.messages, t.mistakes), spec.max_length)
+        for t in trajectories
+    ]
+    reading = reading_transcripts(world, spec.reading_rows, seed, verbose) if spec.reading_rows else []
+    rows += [encode_transcript(tokenizer, messages, None, spec.max_length) for messages in reading]
+    return SFTData(trajectories, reading, tokenizer, rows)
 
 
 def build(
@@ -501,18 +543,8 @@ def build(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     world = Path(default_world(seed))
-    trajectories = collect_trajectories(
-        world, spec.train_episodes, spec.noisy_fraction, seed, spec.ig_answer_share, verbose, spec.rename_share
-    )
-    tokenizer = train_tokenizer(
-        _iter_tokenizer_text(world, trajectories, spec.word_repeats), spec.vocab_size, spec.split_capitalized
-    )
-    rows = [
-        encode_transcript(tokenizer, t.messages, mistake_flags(t.messages, t.mistakes), spec.max_length)
-        for t in trajectories
-    ]
-    reading = reading_transcripts(world, spec.reading_rows, seed, verbose) if spec.reading_rows else []
-    rows += [encode_transcript(tokenizer, messages, None, spec.max_length) for messages in reading]
+    data = prepare_data(world, spec, seed, verbose)
+    trajectories, reading, tokenizer, rows = data.trajectories, data.reading, data.tokenizer, data.rows
     model = make_model(spec, tokenizer, seed)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
