@@ -56,5 +56,7 @@ def test_quick_run_writes_curves_table_and_plot(tmp_path):
         assert run["curve"][0] != run["curve"][-1]  # the probes see training
     # the two variants start from the same random init and data, so their step-0 probes agree
     assert data["runs"][0]["curve"][0] == data["runs"][1]["curve"][0]
-    assert "| hot | learning_rate=0.01 | 20 |" in (tmp_path / "bootstrap_recipes.md").read_text()
+    md = (tmp_path / "bootstrap_recipes.md").read_text()
+    assert "| hot | learning_rate=0.01 | 20 |" in md
+    assert f"Command: `python -m benchmarks.bootstrap_recipes {' '.join(argv)}`" in md
     assert (tmp_path / "bootstrap_recipes.png").stat().st_size > 10_000
