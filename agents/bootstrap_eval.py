@@ -83,6 +83,7 @@ def _score_gold_naive(
 
     probs: list[float] = []
     pad = tokenizer.pad_token_id
+    device = _device(model)
     for start in range(0, len(contexts), batch_size):
         rows = []
         for ctx, gold in zip(contexts[start : start + batch_size], golds[start : start + batch_size], strict=True):
@@ -97,7 +98,6 @@ def _score_gold_naive(
             ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
         with torch.inference_mode():
-            device = _device(model)
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         for i, (r, n_prefix, n_gold) in enumerate(rows):

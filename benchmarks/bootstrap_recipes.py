@@ -56,6 +56,8 @@ EVAL_BATCH = 32
 
 def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
+    from agents.bootstrap import DEVICES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny shape, 2 variants, 40k tokens, 16 dev questions.")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="Output directory (default: benchmarks/results).")
@@ -69,7 +71,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-tokens", type=int, default=None, help="Training budget of every variant (the size's).")
     p.add_argument("--eval-every", type=int, default=None, help="Probe period in optimizer steps (400; quick: 5).")
     p.add_argument("--eval-questions", type=int, default=None, help="Dev questions probed (96; quick: 16).")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="Train on (default: auto).")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="Train on (default: auto).")
     p.add_argument("--report", action="store_true", help="Also run the full quality report after training.")
     p.add_argument("--seed", type=int, default=0, help="World and training seed (0).")
     return p
@@ -315,11 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     world = Path(default_world(opts["seed"]))
     probe = Probe(world, opts["eval_questions"], opts["seed"])
     runs = []
+    base_spec = dataclasses.asdict(spec0)
     with tempfile.TemporaryDirectory(prefix=f"{NAME}-") as tmp:
         for name, spec in variants:
             print(f"variant {name}", flush=True)
             run = run_variant(name, spec, world, probe, opts, Path(tmp))
-            base_spec = dataclasses.asdict(spec0)
             run["changes"] = {k: v for k, v in run["spec"].items() if base_spec[k] != v}
             runs.append(run)
     command = " ".join(["python -m benchmarks.bootstrap_recipes", *(argv if argv is not None else sys.argv[1:])])
