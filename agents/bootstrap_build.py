@@ -540,6 +540,7 @@ def build(
     from igpo_env.data.synthwiki import default_world
 
     start = time.perf_counter()
+    device = resolve_device(device)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     world = Path(default_world(seed))
@@ -562,7 +563,7 @@ def build(
             "size": size,
             "seed": seed,
             "config_version": CONFIG_VERSION,
-            "device": resolve_device(device),
+            "device": device,
             "parameters": int(model.num_parameters()),
             "train_episodes": len(trajectories),
             "reading_rows": len(reading),

@@ -99,10 +99,10 @@ def _score_gold_naive(
             mask[i, : len(r)] = 1
         with torch.inference_mode():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            logp = torch.log_softmax(logits.float(), dim=-1)
         for i, (r, n_prefix, n_gold) in enumerate(rows):
-            pos = torch.arange(n_prefix - 1, n_prefix - 1 + n_gold)
-            lp = logp[i, pos, torch.tensor(r[n_prefix:])]
+            pos = torch.arange(n_prefix - 1, n_prefix - 1 + n_gold, device=device)
+            lp = logp[i, pos, torch.tensor(r[n_prefix:], device=device)]
             probs.append(math.exp(float(lp.mean())))
     return probs
 
