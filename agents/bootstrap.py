@@ -1,9 +1,11 @@
-"""The embedded policy LM: a tiny search agent trained here from scratch on SynthWiki (default policy and scorer).
+"""A tiny search agent trained here from scratch on SynthWiki: the fast test fixture.
+
+The default policy is the warm-started pretrained LM of :mod:`agents.warm_start`.
 
 ``bootstrap(size, seed)`` builds (or reuses) a standard Hugging Face model directory under
 ``cache_dir("models", f"synthwiki-s{seed}-{size}-{CONFIG_VERSION}")``: the world's train questions are played by the
 scripted oracle and noisy-oracle agents in SearchQA-v0, a byte-level BPE tokenizer is trained on the corpus and the
-transcripts (``small``: with every corpus word boosted so that each entity name is a single token), and a random-init
+transcripts (optionally with every corpus word boosted so that each entity name is a single token), and a random-init
 Qwen2 causal LM is trained with TRL's ``SFTTrainer`` on the ChatML-rendered
 transcripts. The LM loss covers every token (instruction, question, passages, actions) except the noisy agent's
 mistaken actions (label -100): with the loss on assistant tokens only, a model this small never learns to copy an
@@ -123,7 +125,7 @@ class BootstrapSpec:
             :class:`agents.bootstrap_build.EpisodeRenamer`), so their facts cannot be recalled from other episodes and
             the model has to read them out of the passages.
         bf16: Train under bfloat16 autocast (fp32 master weights): ~2.5x the fp32 SFT throughput on CPUs with
-            AVX512-BF16 or AMX (measured on the ``small`` shape), slower on CPUs without them.
+            AVX512-BF16 or AMX (measured on a 5.5M-parameter shape), slower on CPUs without them.
     """
 
     vocab_size: int
@@ -165,25 +167,9 @@ SIZES: dict[str, BootstrapSpec] = {
         learning_rate=3e-3,
         eval_questions=32,
     ),
-    "small": BootstrapSpec(
-        vocab_size=8192,
-        hidden_size=256,
-        num_layers=4,
-        num_heads=4,
-        num_kv_heads=4,
-        intermediate_size=768,
-        max_length=1024,
-        train_episodes=8000,
-        noisy_fraction=0.3,
-        train_tokens=2_800_000,
-        batch_size=1,
-        learning_rate=2e-3,
-        eval_questions=128,
-        word_repeats=5,
-        bf16=True,
-    ),
 }
-"""Model sizes: ``tiny`` (< 1M parameters, tests and CI) and ``small`` (~5.5M with its 8k whole-word vocabulary)."""
+"""Model sizes: ``tiny`` (< 1M parameters), a fast test fixture; the useful policy is the warm-started pretrained LM
+(:mod:`agents.warm_start`)."""
 
 
 def _check_size(size: str) -> BootstrapSpec:
@@ -221,7 +207,7 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def default_model_dir(size: str = "small", seed: int = 0) -> Path:
+def default_model_dir(size: str = "tiny", seed: int = 0) -> Path:
     """Cache directory of the bootstrapped model of this size and world seed (it may not exist yet).
 
     Example:
@@ -364,7 +350,7 @@ def encode_transcript(
 
 
 def bootstrap(
-    size: str = "small",
+    size: str = "tiny",
     seed: int = 0,
     force: bool = False,
     verbose: bool = True,
@@ -375,7 +361,7 @@ def bootstrap(
     """Build (or reuse) the embedded policy LM and return its HF model directory.
 
     Args:
-        size: ``"tiny"`` (< 1M parameters; tests and CI) or ``"small"`` (~5.5M, ~10 min on 2 quiet CPU cores).
+        size: ``"tiny"`` (< 1M parameters; the fast test fixture).
         seed: Seed of the SynthWiki world and of training.
         force: Rebuild even if the directory already holds a finished build.
         verbose: Show progress bars.

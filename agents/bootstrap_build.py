@@ -409,7 +409,7 @@ def _model_loss_sft_trainer() -> type:
 
     TRL's default runs a fused, chunked LM head that also computes entropy and top-1 accuracy for its logs; on CPU
     under bf16 autocast its backward runs in fp32, so a step took twice as long as with the model's own loss (measured
-    on the ``small`` shape, 1 x 1024 tokens: 3.0k vs 6.3k tokens/s). Only those two logged metrics are lost.
+    on a 5.5M-parameter shape, 1 x 1024 tokens: 3.0k vs 6.3k tokens/s). Only those two logged metrics are lost.
     """
     from trl import SFTTrainer
 

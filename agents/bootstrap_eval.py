@@ -1,7 +1,8 @@
 """Quality report of a policy LM on a SynthWiki dev split: format, F1, question-only F1 and IG sanity.
 
 - ``well_formed_rate``: share of generated turns the env parses as a search or an answer.
-- ``dev_f1``: mean outcome F1 of :class:`agents.llm_agent.LLMAgent` (greedy) playing SearchQA-v0.
+- ``dev_f1``: mean outcome F1 of greedy episodes in SearchQA-v0 (:func:`agents.rollout.evaluate_policy`, the one
+  evaluation loop of the trainer and ``igpo-env eval``).
 - ``question_only_f1``: F1 of the same model answering right after the question, forced into the IG pseudo-response
   (``<think>\\nNow there's enough information to answer\\n</think>\\n<answer>\\n``), i.e. with no search.
 - IG sanity: ``p(gold | transcript)`` under the IGPO scoring template, after the scripted oracle has retrieved all the
@@ -20,18 +21,17 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from igpo_env.types import Message, QAExample
 
-__all__ = ["quality_report", "oracle_transcripts", "score_gold", "median", "repeat_copy_gain"]
+__all__ = ["quality_report", "oracle_transcripts", "score_gold", "median", "repeat_copy_gain", "env_prompts"]
 
 logger = logging.getLogger(__name__)
 
-EVAL_BATCH_SIZE = 32
+EVAL_BATCH_SIZE = 64
 """Transcripts per generation / scoring batch."""
 
 ANSWER_MAX_NEW_TOKENS = 16
@@ -160,20 +160,32 @@ def oracle_transcripts(examples: Sequence[QAExample], retriever: Any, seed: int 
 
 
 def quality_report(
-    model: Any, tokenizer: Any, world: str | Path, n_questions: int, seed: int = 0, verbose: bool = True
+    model: Any,
+    tokenizer: Any,
+    world: str | Path,
+    n_questions: int,
+    seed: int = 0,
+    verbose: bool = True,
+    max_turns: int | None = None,
+    max_turn_tokens: int | None = None,
+    max_completion_length: int | None = None,
 ) -> dict[str, Any]:
     """Measure the quality numbers of the policy LM on the first ``n_questions`` dev questions of ``world``.
 
+    ``well_formed_rate``, ``dev_f1`` and ``mean_turns`` come from :func:`agents.rollout.evaluate_policy`, the
+    KV-cached greedy episode loop that the trainer's dev eval and ``igpo-env eval`` use, with the same settings
+    (default: those of ``igpo-env train``, :data:`agents.igpo.cli.DEFAULTS`), so "dev F1" means one thing everywhere.
+
     Returns:
         ``well_formed_rate``, ``dev_f1``, ``question_only_f1``, ``ig_sanity_share``, ``median_p_oracle``,
-        ``median_p_question_only``, ``repeat_copy_gain``, ``dev_f1_by_source``, ``eval_questions``,
-        ``eval_seconds``.
+        ``median_p_question_only``, ``repeat_copy_gain``, ``dev_f1_by_source``, ``mean_turns``, ``answered``,
+        ``eval_questions``, ``eval_seconds``.
     """
     import time
 
-    import gymnasium as gym
-
+    from agents.igpo.cli import DEFAULTS
     from agents.llm_agent import LLMAgent
+    from agents.rollout import evaluate_policy, make_envs
     from igpo_env.data import load_qa
     from igpo_env.metrics import f1
     from igpo_env.retrieval import get_retriever
@@ -184,20 +196,26 @@ def quality_report(
     examples = load_qa(world, "dev")[:n_questions]
     retriever = get_retriever(str(world / "corpus.jsonl"))
     model.eval()
-    agent = LLMAgent(model, tokenizer, batch_size=EVAL_BATCH_SIZE)
-    envs = [gym.make("SearchQA-v0", dataset=examples, retriever=retriever) for _ in examples]
-    records = agent.play(envs, options=[{"index": i} for i in range(len(examples))])
+    envs = make_envs(
+        min(EVAL_BATCH_SIZE, max(1, len(examples))),
+        dataset=examples,
+        retriever=retriever,
+        top_k=DEFAULTS["search_top_k"],
+    )
+    played = evaluate_policy(
+        model,
+        tokenizer,
+        envs,
+        [ex.id for ex in examples],
+        max_turns=max_turns or DEFAULTS["max_turns"],
+        max_turn_tokens=max_turn_tokens or DEFAULTS["max_turn_tokens"],
+        max_completion_length=max_completion_length or DEFAULTS["max_completion_length"],
+        verbose=verbose,
+    )
     for env in envs:
         env.close()
-    turns = sum(len(r.action_types) for r in records)
-    well_formed = sum(t != "invalid" for t in (a for r in records for a in r.action_types))
-    by_source: dict[str, list[float]] = defaultdict(list)
-    for ex, rec in zip(examples, records, strict=True):
-        by_source[ex.data_source].append(rec.f1)
 
-    prompts = [[{"role": "user", "content": r.messages[0]["content"]}] for r in records]
-    if records and records[0].messages[0]["role"] != "user":  # a system message first
-        prompts = [r.messages[:2] for r in records]
+    prompts = env_prompts(retriever, examples)
     answer_agent = LLMAgent(model, tokenizer, batch_size=EVAL_BATCH_SIZE, max_new_tokens=ANSWER_MAX_NEW_TOKENS)
     answers = answer_agent.generate([IGPO_TEMPLATE.prefix(answer_agent.render(p)) for p in prompts])
     q_only_f1 = [
@@ -209,15 +227,28 @@ def quality_report(
     p_o = score_gold(model, tokenizer, oracle_transcripts(examples, retriever, seed), golds, EVAL_BATCH_SIZE)
     n = max(1, len(examples))
     return {
-        "well_formed_rate": well_formed / max(1, turns),
-        "dev_f1": sum(r.f1 for r in records) / n,
+        "well_formed_rate": played["well_formed_rate"],
+        "dev_f1": played["f1"],
+        "dev_em": played["em"],
         "question_only_f1": sum(q_only_f1) / n,
         "ig_sanity_share": sum(o > q for o, q in zip(p_o, p_q, strict=True)) / n,
         "median_p_oracle": median(p_o) if p_o else 0.0,
         "median_p_question_only": median(p_q) if p_q else 0.0,
         "repeat_copy_gain": repeat_copy_gain(model, tokenizer, seed=seed),
-        "dev_f1_by_source": {k: sum(v) / len(v) for k, v in sorted(by_source.items())},
-        "mean_turns": turns / n,
+        "dev_f1_by_source": {k: v["f1"] for k, v in played["by_source"].items()},
+        "mean_turns": played["mean_turns"],
+        "answered": played["answered"],
         "eval_questions": len(examples),
         "eval_seconds": time.perf_counter() - start,
     }
+
+
+def env_prompts(retriever: Any, examples: Sequence[QAExample]) -> list[list[Message]]:
+    """Return the transcripts SearchQA-v0 starts each question with (the instruction + question prompt)."""
+    import gymnasium as gym
+
+    env = gym.make("SearchQA-v0", dataset=list(examples), retriever=retriever)
+    try:
+        return [[dict(m) for m in env.reset(options={"index": i})[1]["messages"]] for i in range(len(examples))]
+    finally:
+        env.close()

@@ -103,6 +103,7 @@ class Rollout:
         final_info: The last ``info`` of the episode (``em``/``f1`` when it answered).
         messages: The chat transcript.
         logprobs: Per completion token, the sampling log-prob (0.0 for environment tokens).
+        action_types: Per turn, the env's ``info["action_type"]`` (``"search"``, ``"answer"`` or ``"invalid"``).
     """
 
     question_id: str
@@ -121,6 +122,7 @@ class Rollout:
     final_info: dict[str, Any] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    action_types: list[str] = field(default_factory=list)
 
     @property
     def num_turns(self) -> int:
@@ -449,6 +451,7 @@ def _apply_turn(
         obs, reward, terminated, truncated, info = res
         ro = rollouts[r]
         ro.env_rewards.append(float(reward))
+        ro.action_types.append(str(info.get("action_type", "invalid")))
         ro.messages = [dict(m) for m in info["messages"]]
         ro.final_info = {k: v for k, v in info.items() if k != "messages"}
         ends = terminated or truncated or turn >= ctx.max_turns
@@ -731,7 +734,8 @@ def evaluate_policy(
         verbose: Show a progress bar.
 
     Returns:
-        ``{"em", "f1", "n", "answered", "mean_turns", "by_source": {source: {"em", "f1", "n"}}}``.
+        ``{"em", "f1", "n", "answered", "mean_turns", "well_formed_rate", "by_source": {source: {"em", "f1", "n"}}}``
+        (``well_formed_rate``: share of turns the env parsed as a search or an answer).
 
     Example:
         >>> from igpo_env.data.toy import toy_corpus, toy_qa
@@ -740,7 +744,7 @@ def evaluate_policy(
         >>> envs = make_envs(2, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
         >>> res = evaluate_policy(tiny_causal_lm(), tiny_tokenizer(), envs, limit=2, max_turns=1, max_turn_tokens=3)
         >>> res["n"], sorted(res)
-        (2, ['answered', 'by_source', 'em', 'f1', 'mean_turns', 'n'])
+        (2, ['answered', 'by_source', 'em', 'f1', 'mean_turns', 'n', 'well_formed_rate'])
     """
     from tqdm.auto import tqdm
 
@@ -781,12 +785,14 @@ def evaluate_policy(
         agg["em"] /= agg["n"]
         agg["f1"] /= agg["n"]
     total = len(rollouts)
+    turn_types = [t for r in rollouts for t in r.action_types]
     return {
         "em": sum(r.em for r in rollouts) / total,
         "f1": sum(r.f1 for r in rollouts) / total,
         "n": total,
         "answered": sum(r.terminated for r in rollouts) / total,
         "mean_turns": sum(r.num_turns for r in rollouts) / total,
+        "well_formed_rate": sum(t != "invalid" for t in turn_types) / max(1, len(turn_types)),
         "by_source": dict(sorted(by_source.items())),
     }
 

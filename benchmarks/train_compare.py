@@ -12,7 +12,7 @@ measured at step 0, every ``eval_every`` steps and at the end. Reported:
   (``null`` when it never does);
 - ``ig_share_of_rollout``: IG scoring time over rollout wall time (IGPO runs).
 
-Run: ``python -m benchmarks.train_compare [--quick] [--out DIR] [--seeds N] [--steps N] [--model-size small|tiny]
+Run: ``python -m benchmarks.train_compare [--quick] [--out DIR] [--seeds N] [--steps N] [--model PATH|NAME|tiny]
 [--jobs N]`` (``--jobs 2`` trains two runs at once, one process and ``--threads`` torch threads each).
 ``--quick`` = 1 seed, 4 steps, tiny model, 32 dev questions. Writes ``train_compare.json``, ``train_compare.md`` and
 ``train_compare.png``.
@@ -33,8 +33,8 @@ from typing import Any
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 NAME = "train_compare"
 ALGOS = {"igpo": 1.0, "grpo": 0.0}
-FULL = {"seeds": 3, "steps": 30, "eval_every": 5, "eval_limit": 96, "model_size": "small"}
-QUICK = {"seeds": 1, "steps": 4, "eval_every": 2, "eval_limit": 32, "model_size": "tiny"}
+FULL = {"seeds": 3, "steps": 30, "eval_every": 5, "eval_limit": 96, "model": None}
+QUICK = {"seeds": 1, "steps": 4, "eval_every": 2, "eval_limit": 32, "model": "tiny"}
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="Training steps per run (30; quick: 4).")
     p.add_argument("--eval-every", type=int, default=None, help="Dev evaluation period in steps (5; quick: 2).")
     p.add_argument("--eval-limit", type=int, default=None, help="Dev questions per evaluation (96; quick: 32).")
-    p.add_argument("--model-size", choices=("tiny", "small"), default=None, help="Bootstrapped policy (small).")
-    p.add_argument("--model", default=None, help="HF model directory instead of the bootstrapped one.")
+    p.add_argument(
+        "--model", default=None, help="HF dir, packaged name or 'tiny' (default: the warm-started packaged model)."
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared CPU).")
     p.add_argument(
         "--jobs", type=int, default=1, help="Runs trained at once, each in its own process (1; 2 fills 2 cores)."
@@ -89,7 +90,6 @@ def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: d
     result = run_training(
         config,
         model=opts["model"],
-        model_size=opts["model_size"],
         eval_limit=opts["eval_limit"],
         eval_every=opts["eval_every"],
         before=before,
@@ -211,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     base = QUICK if args.quick else FULL
     opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
-    opts["model"] = args.model
     if opts["seeds"] < 1 or opts["steps"] < 1:
         raise ValueError(f"--seeds and --steps must be >= 1, got {opts['seeds']} and {opts['steps']}")
     if args.jobs < 1:
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_limit": opts["eval_limit"],
         "eval_every": opts["eval_every"],
         "rollouts_per_step": None,
-        "model": opts["model"] or f"bootstrap({opts['model_size']})",
+        "model": opts["model"] or "warm start of the packaged default model",
         "machine": f"{platform.machine()}, torch threads {args.threads}",
         "start_f1": before["f1"] if before else None,
         "igpo_final_f1": _mean([r["final_f1"] for r in per["igpo"]]),

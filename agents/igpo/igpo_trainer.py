@@ -32,6 +32,9 @@ SEED_STRIDE = 1_000_003
 ZERO_ADVANTAGE_ATOL = 1e-8
 """A group whose every loss-token advantage is within this of 0 counts as zero-variance (no learning signal)."""
 
+REWARD_EPS = 1e-9
+"""A turn reward of at most this magnitude counts as zero in ``rollout/reward_density``."""
+
 
 def outcome_reward(completions: list, outcome: list[float], **kwargs: Any) -> list[float]:
     """TRL reward function: the episode return of each rollout (passed through from the rollout).
@@ -219,6 +222,9 @@ class IGPOTrainer(GRPOTrainer):
         if ig is not None:
             igs = [x for r in rollouts for x in r.ig_rewards]
             m["rollout/ig_mean"].append(float(np.mean(igs)) if igs else 0.0)
+        # share of turns with a non-zero reward (IG of the non-final turns, the outcome of the last one)
+        turn_rewards = [x for r in rollouts for x in (*r.ig_rewards, r.outcome)]
+        m["rollout/reward_density"].append(float(np.mean([abs(x) > REWARD_EPS for x in turn_rewards])))
         return {
             "prompt_ids": [r.prompt_ids for r in rollouts],
             "completion_ids": [r.completion_ids for r in rollouts],

@@ -27,7 +27,9 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve scorer`` arguments (defaults are literals so that ``--help`` imports nothing heavy)."""
-    parser.add_argument("--model", required=True, help="Causal LM directory (or hub id, if you allow downloads).")
+    parser.add_argument(
+        "--model", required=True, help="Causal LM directory, a packaged model name (igpo-env model list) or a hub id."
+    )
     parser.add_argument("--tokenizer", default=None, help="Tokenizer directory (default: --model).")
     parser.add_argument("--backend", choices=BACKENDS, default="hf", help="hf (transformers) or vllm (default: hf).")
     parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default: 127.0.0.1, loopback only).")
@@ -47,9 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_model(model: str) -> str:
+    from igpo_env.models import is_registered, resolve_model
+
     path = Path(model).expanduser()
     if path.exists():
         return str(path)
+    if is_registered(model):
+        return resolve_model(model)
     if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
         return model
     raise FileNotFoundError(f"--model {model!r}: no such model directory (save one with save_pretrained)")

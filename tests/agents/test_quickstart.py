@@ -2,25 +2,42 @@ import json
 
 import pytest
 
-from agents.quickstart import quickstart
+from agents.bootstrap_cli import SUMMARY_KEYS
+from agents.quickstart import STAGES, quickstart
+from agents.warm_start import WarmStartSpec
 
 
 def test_quickstart_end_to_end_on_tiny_policy(tiny_policy_dir, tmp_path, capsys):
-    numbers = quickstart(out=tmp_path, model=tiny_policy_dir, steps=1, eval_limit=4, eval_every=1, verbose=False)
+    spec = WarmStartSpec(train_episodes=4, steps=1, batch_size=2, freeze_layers=0, bf16=False)
+    numbers = quickstart(
+        out=tmp_path,
+        base=str(tiny_policy_dir),
+        spec=spec,
+        steps=1,
+        eval_questions=3,
+        prompts_per_step=1,
+        verbose=False,
+    )
     out = capsys.readouterr().out
-    for stage in ("world", "bootstrap", "train", "report"):
+    for stage in ("world", "fetch", *STAGES, "report", "total"):
         assert f"[quickstart] {stage}" in out
-    assert (tmp_path / "report.md").read_text().startswith("# igpo-env quickstart report")
-    assert (tmp_path / "dev_f1.png").stat().st_size > 0
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# igpo-env quickstart report") and "| dev_f1 |" in md
+    assert (tmp_path / "quickstart.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["train"]["after"]["n"] == 4
-    assert [c["step"] for c in numbers["train"]["curve"]] == [0, 1]
+    for stage in STAGES:
+        assert set(SUMMARY_KEYS) <= set(saved[stage]), stage
+        assert saved[stage]["eval_questions"] == 3
+        assert saved["minutes"][stage] == pytest.approx(saved[stage]["minutes"])
+    assert saved["warm_start"]["sft"]["steps"] == 1
+    assert saved["train"]["steps"] == 1 and 0.0 <= saved["train"]["reward_density"] <= 1.0
     assert (tmp_path / "model" / "config.json").exists()
+    assert numbers["trained"]["model_dir"] == str(tmp_path / "model")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"steps": 0}, "steps"), ({"eval_limit": 0}, "eval_limit"), ({"eval_every": -1}, "eval_every")],
+    [({"steps": 0}, "steps"), ({"eval_questions": 0}, "eval_questions"), ({"prompts_per_step": 0}, "prompts")],
 )
 def test_quickstart_validates_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -28,5 +45,5 @@ def test_quickstart_validates_arguments(tmp_path, kwargs, match):
 
 
 def test_quickstart_missing_model_dir(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        quickstart(out=tmp_path, model=tmp_path / "nope", steps=1, verbose=False)
+    with pytest.raises(FileNotFoundError, match="neither a directory nor a packaged model"):
+        quickstart(out=tmp_path, base=str(tmp_path / "nope"), steps=1, verbose=False)

@@ -123,7 +123,7 @@ def test_reset_mask_only_rescores_masked_envs():
 def test_vector_argument_validation():
     envs = SearchQAVectorEnv(2, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
     with pytest.raises(TypeError, match="`scorer` must have a score"):
-        InformationGainVectorWrapper(envs, None)
+        InformationGainVectorWrapper(envs, object())
     with pytest.raises(ValueError, match="`mode` must be one of"):
         InformationGainVectorWrapper(envs, OverlapScorer(), mode="x")
     with pytest.raises(ValueError, match="`alias` must be one of"):

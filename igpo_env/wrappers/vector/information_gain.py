@@ -26,7 +26,7 @@ from igpo_env.scoring.base import CachingScorer, Scorer
 from igpo_env.scoring.math import potential
 from igpo_env.scoring.templates import IGTemplate
 from igpo_env.types import Message
-from igpo_env.wrappers.information_gain import IGArgs, score_gold
+from igpo_env.wrappers.information_gain import IGArgs, resolve_scorer, score_gold
 
 __all__ = ["InformationGainVectorWrapper"]
 
@@ -41,7 +41,8 @@ class InformationGainVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArg
 
     Args:
         env: A vector env (``SearchQAVectorEnv``), NEXT_STEP autoreset.
-        scorer: Any :class:`~igpo_env.scoring.base.Scorer`; a ``CachingScorer`` gets one key per episode.
+        scorer: Any :class:`~igpo_env.scoring.base.Scorer`, a model directory / packaged name, or ``None`` (the
+            packaged default model); a ``CachingScorer`` gets one key per episode.
         mode: ``"prob_diff"`` (IGPO) or ``"log_prob_diff"``.
         alias: ``"first"`` (IGPO), ``"max"`` or ``"mean"``.
         final: ``"outcome"`` (IGPO) or ``"outcome+ig"``.
@@ -67,7 +68,7 @@ class InformationGainVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArg
     def __init__(
         self,
         env: VectorEnv,
-        scorer: Scorer,
+        scorer: Scorer | str | None = None,
         mode: str = "prob_diff",
         alias: str = "first",
         final: str = "outcome",
@@ -79,6 +80,7 @@ class InformationGainVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArg
         autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset != AutoresetMode.NEXT_STEP:
             raise ValueError(f"`env` must use NEXT_STEP autoreset (the Gymnasium default), got {autoreset}")
+        scorer = resolve_scorer(scorer)
         ig_coef = IGArgs.record(self, scorer, mode, alias, final, ig_coef, template)
         VectorWrapper.__init__(self, env)
         IGArgs.set(self, scorer, mode, alias, final, ig_coef, template)
