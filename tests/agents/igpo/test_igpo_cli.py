@@ -87,7 +87,7 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     assert main(["train", "--config", str(bad)]) == 2
     assert "unknown options" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tiny_run / "world")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "neither a directory nor a packaged model name" in capsys.readouterr().err
 
 
 def test_train_compare_rejects_bad_counts():
