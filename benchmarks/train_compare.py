@@ -25,6 +25,7 @@ import json
 import logging
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -182,6 +183,8 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# IGPO vs GRPO (same trainer, ig_coef 1 vs 0)",
         "",
+        f"Command: `{summary['command']}`.",
+        "",
         f"{summary['seeds']} seed(s), {summary['steps']} steps x {summary['rollouts_per_step']} rollouts, "
         f"dev F1 on {summary['eval_limit']} questions, model `{summary['model']}`, {summary['machine']}.",
         "",
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     grpo_final = {r["seed"]: r["final_f1"] for r in per["grpo"]}
     steps_to = [_steps_to_reach(r["curve"], grpo_final[r["seed"]]) for r in per["igpo"]]
     summary = {
+        "command": " ".join(["python -m benchmarks.train_compare", *(argv if argv is not None else sys.argv[1:])]),
         "seeds": opts["seeds"],
         "steps": opts["steps"],
         "eval_limit": opts["eval_limit"],
