@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
     from agents.bootstrap import DEVICES
-    from agents.warm_start import FIXTURE_POLICY, WARM_START, WarmStartSpec
+    from agents.warm_start import DEFAULT_EVAL_QUESTIONS, FIXTURE_POLICY, WARM_START, WarmStartSpec
     from igpo_env.models import DEFAULT_MODEL
 
     parser.add_argument(
@@ -55,7 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--zero-shot", action="store_true", help="Also report the base model before the SFT.")
     parser.add_argument(
-        "--eval-questions", type=int, default=None, help="Dev questions of the quality report (default: 128)."
+        "--eval-questions",
+        type=int,
+        default=None,
+        help=f"Dev questions of the quality report (default: {DEFAULT_EVAL_QUESTIONS}).",
     )
     types = {f.name: f.type for f in fields(WarmStartSpec)}
     for name in SPEC_FLAGS:
