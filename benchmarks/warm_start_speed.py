@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = results["fp32_full_logits"]["seconds_per_sequence"]
     for r in results.values():
         r["speedup"] = round(ref / r["seconds_per_sequence"], 2)
-    argv_text = " ".join(argv if argv is not None else [])
+    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
     command = f"python -m benchmarks.{NAME} {argv_text}".strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
