@@ -403,23 +403,6 @@ def _iter_tokenizer_text(world: Path, trajectories: Sequence[Trajectory], word_r
             yield words
 
 
-def _model_loss_sft_trainer() -> type:
-    """``SFTTrainer`` whose ``compute_loss`` is the model's own causal-LM loss (the same token-mean NLL).
-
-    TRL's default runs a fused, chunked LM head that also computes entropy and top-1 accuracy for its logs; on CPU
-    under bf16 autocast its backward runs in fp32, so a step took twice as long as with the model's own loss (measured
-    on a 5.5M-parameter shape, 1 x 1024 tokens: 3.0k vs 6.3k tokens/s). Only those two logged metrics are lost.
-    """
-    from trl import SFTTrainer
-
-    class ModelLossSFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-            outputs = model(**inputs, use_cache=False, num_items_in_batch=num_items_in_batch)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    return ModelLossSFTTrainer
-
-
 def sft_config(
     work_dir: Path,
     spec: Any,
@@ -504,7 +487,9 @@ def sft_train(
         verbose=verbose,
         logging_steps=max(1, max_steps // LOGGING_FRACTION),
     )
-    trainer = _model_loss_sft_trainer()(
+    from agents.warm_start import labels_only_sft_trainer
+
+    trainer = labels_only_sft_trainer()(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),

@@ -48,6 +48,7 @@ __all__ = [
     "resolve_policy",
     "logits_at_labels_loss",
     "freeze_bottom",
+    "labels_only_sft_trainer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -202,11 +203,14 @@ def logits_at_labels_loss(model: Any, inputs: dict[str, Any], num_items_in_batch
     return total / denom, outputs
 
 
-def _trainer_class() -> type:
-    """Return an ``SFTTrainer`` subclass whose loss is :func:`logits_at_labels_loss`.
+def labels_only_sft_trainer() -> type:
+    """Return an ``SFTTrainer`` subclass whose loss is :func:`logits_at_labels_loss` (the same token-mean NLL).
 
-    TRL's default also logs entropy and accuracy from the full-vocabulary logits of every position, which costs as
-    much as the model's body on CPU.
+    TRL's default runs a fused, chunked LM head that also computes entropy and top-1 accuracy for its logs; on CPU
+    under bf16 autocast its backward runs in fp32, so a step took twice as long as with the model's own loss (measured
+    on a 5.5M-parameter shape, 1 x 1024 tokens: 3.0k vs 6.3k tokens/s). Only those two logged metrics are lost. Used
+    by the warm start and by the from-scratch fixture build (packed rows work too: one row, labels -100 at each
+    sequence start).
     """
     from trl import SFTTrainer
 
@@ -271,7 +275,7 @@ def sft(
         verbose=verbose,
         logging_steps=max(1, spec.steps // 10),
     )
-    trainer = _trainer_class()(
+    trainer = labels_only_sft_trainer()(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),

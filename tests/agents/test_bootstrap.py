@@ -304,7 +304,7 @@ def test_model_loss_trainer_computes_trls_loss(toy_tokenizer, tmp_path):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from agents.bootstrap_build import _model_loss_sft_trainer
+    from agents.warm_start import labels_only_sft_trainer
 
     rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
     model = make_model(SIZES["tiny"], toy_tokenizer, seed=0)
@@ -313,7 +313,7 @@ def test_model_loss_trainer_computes_trls_loss(toy_tokenizer, tmp_path):
         report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no",
     )  # fmt: skip
     losses = []
-    for cls in (SFTTrainer, _model_loss_sft_trainer()):
+    for cls in (SFTTrainer, labels_only_sft_trainer()):
         trainer = cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=toy_tokenizer)
         batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
         n = int((batch["labels"][:, 1:] != -100).sum())
