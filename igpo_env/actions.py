@@ -40,6 +40,7 @@ __all__ = [
     "MAX_QUERIES_PER_CALL",
     "WEB_SEARCH_TOOL",
     "TOOL_NAME",
+    "STOP_STRINGS",
 ]
 
 ActionKind = Literal["search", "answer", "invalid"]
@@ -48,6 +49,9 @@ PROTOCOLS: tuple[str, ...] = ("tags", "tool_call")
 
 TOOL_NAME = "web_search"
 """Name of the search tool in ``protocol="tool_call"``."""
+
+STOP_STRINGS: tuple[str, ...] = ("</search>", "</answer>")
+"""An assistant turn ends right after the first of these (or at the end-of-turn token): the actions' closing tags."""
 
 MAX_QUERIES_PER_CALL = 5
 """Most queries one ``web_search`` call may carry; more makes the action invalid."""
