@@ -36,6 +36,9 @@ class IndexNotFoundError(Error, FileNotFoundError):
 class RemoteError(Error, RuntimeError):
     """A remote server (retriever or scorer) failed, was unreachable or answered something malformed."""
 
+    status: int | None = None
+    """The HTTP status of an error answer; None when the server never answered or answered malformed data."""
+
 
 class InvalidAction(Error, ValueError):
     """An action could not be interpreted (used by strict parsers; the env itself never raises on bad text)."""

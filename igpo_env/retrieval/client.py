@@ -7,9 +7,17 @@ The server may be ours (``igpo-env serve retriever``) or Search-R1's own ``retri
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
+from igpo_env._http import (
+    DEFAULT_RETRIES,
+    MAX_ERROR_CHARS,
+    RETRY_BACKOFF_S,
+    check_client_args,
+    check_url,
+    http_request,
+)
+from igpo_env._validation import check_int, check_number
 from igpo_env.error import DependencyNotInstalled, RemoteError
 from igpo_env.retrieval.base import check_search_args
 from igpo_env.types import Doc
@@ -19,13 +27,11 @@ __all__ = ["RemoteRetriever", "DEFAULT_TIMEOUT_S", "DEFAULT_RETRIES", "DEFAULT_C
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_RETRIES = 2
-"""Extra attempts after a connection error, a timeout or a 5xx answer (4xx answers are never retried)."""
-DEFAULT_BACKOFF_S = 0.5
+"""Seconds per retrieval request."""
 DEFAULT_CLIENT_BATCH = 512
 """Queries per request; larger batches are split (our server's default ``max_batch``)."""
-_SERVER_ERROR = 500
-_CLIENT_ERROR = 400
+EXAMPLE_URL = "http://127.0.0.1:8000/retrieve"
+UNREACHABLE_HINT = "is the server running (`igpo-env serve retriever --index DIR`)?"
 
 
 def _doc_from_item(item: Any, where: str) -> Doc:
@@ -55,7 +61,8 @@ class RemoteRetriever:
     Args:
         url: The full endpoint as in Search-R1 configs, e.g. ``http://127.0.0.1:8000/retrieve``.
         timeout: Seconds per HTTP request.
-        retries: Extra attempts after a connection error, a timeout or a 5xx answer.
+        retries: Extra attempts after a connection error, a timeout or a 502/503/504 answer (the policy of
+            :func:`igpo_env._http.http_request`; a 500 from a failing search is reported at once).
         backoff: Seconds before the first retry (doubling after each).
         max_batch: Queries per request; larger ``search`` batches are split.
 
@@ -65,7 +72,8 @@ class RemoteRetriever:
     Example:
         >>> from igpo_env.data.toy import toy_corpus
         >>> from igpo_env.retrieval import BM25Retriever
-        >>> from igpo_env.retrieval.server import ServerThread, create_app
+        >>> from igpo_env._http import ServerThread
+        >>> from igpo_env.retrieval.server import create_app
         >>> with ServerThread(create_app(BM25Retriever.from_docs(toy_corpus()))) as server:
         ...     with RemoteRetriever(server.url + "/retrieve") as remote:
         ...         remote.search(["capital of Ostrand"], k=2)[0][0].title
@@ -73,6 +81,8 @@ class RemoteRetriever:
 
     Change logs:
         v0.1.0: initial version.
+        v0.2.0: the retry policy of the scorer clients (:mod:`igpo_env._http`): a 500 is no longer retried, the
+        default ``backoff`` is 0.2 s; ``health()`` retries like ``search``.
     """
 
     def __init__(
@@ -80,55 +90,23 @@ class RemoteRetriever:
         url: str,
         timeout: float = DEFAULT_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
-        backoff: float = DEFAULT_BACKOFF_S,
+        backoff: float = RETRY_BACKOFF_S,
         max_batch: int = DEFAULT_CLIENT_BATCH,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"`url` must be an http(s) URL such as 'http://127.0.0.1:8000/retrieve', got {url!r}")
-        if not timeout > 0:
-            raise ValueError(f"`timeout` must be > 0 seconds, got {timeout!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"`retries` must be an int >= 0, got {retries!r}")
-        if not backoff >= 0:
-            raise ValueError(f"`backoff` must be >= 0 seconds, got {backoff!r}")
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"`max_batch` must be a positive int, got {max_batch!r}")
+        self.url = check_url("url", url, example=EXAMPLE_URL)
+        self.timeout, self.retries = check_client_args(timeout, retries)
+        self.backoff = check_number("backoff", backoff, minimum=0)
+        self.max_batch = check_int("max_batch", max_batch, minimum=1)
         try:
             import httpx
         except ImportError as e:
             raise DependencyNotInstalled("RemoteRetriever needs `pip install httpx`") from e
-        self._httpx = httpx
-        self.url, self.timeout, self.retries, self.backoff, self.max_batch = url, timeout, retries, backoff, max_batch
-        self._client = httpx.Client(timeout=timeout)
+        self._client = httpx.Client(timeout=self.timeout)
 
-    def _post(self, payload: dict[str, Any]) -> Any:
-        httpx = self._httpx
-        delay = self.backoff
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                response = self._client.post(self.url, json=payload)
-            except httpx.TransportError as e:
-                if last:
-                    raise RemoteError(
-                        f"cannot reach retriever at {self.url} after {self.retries + 1} attempt(s): {e!r}; "
-                        "is the server running (`igpo-env serve retriever --index DIR`)?"
-                    ) from e
-            else:
-                if response.status_code < _CLIENT_ERROR:
-                    try:
-                        return response.json()
-                    except ValueError as e:
-                        raise RemoteError(f"{self.url}: response is not JSON: {response.text[:200]!r}") from e
-                detail = response.text[:500]
-                if response.status_code < _SERVER_ERROR or last:
-                    raise RemoteError(f"{self.url} answered HTTP {response.status_code}: {detail}")
-            logger.warning(
-                "retriever request to %s failed (attempt %d), retrying in %.1fs", self.url, attempt + 1, delay
-            )
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _request(self, method: str, url: str, payload: dict[str, Any] | None = None) -> Any:
+        return http_request(
+            self._client, method, url, self.retries, json=payload, backoff=self.backoff, hint=UNREACHABLE_HINT
+        )
 
     def _parse(self, body: Any, n_queries: int) -> list[list[Doc]]:
         result = body.get("result") if isinstance(body, dict) else None
@@ -155,7 +133,7 @@ class RemoteRetriever:
         out: list[list[Doc]] = []
         for start in range(0, len(queries), self.max_batch):
             chunk = queries[start : start + self.max_batch]
-            body = self._post({"queries": chunk, "topk": k, "return_scores": True})
+            body = self._request("POST", self.url, {"queries": chunk, "topk": k, "return_scores": True})
             out.extend(self._parse(body, len(chunk)))
         return out
 
@@ -163,15 +141,13 @@ class RemoteRetriever:
         """``GET /health`` next to the endpoint (our server only).
 
         Raises:
-            RemoteError: if the server is unreachable or has no ``/health``.
+            RemoteError: if the server is unreachable, has no ``/health`` or answers something other than an object.
         """
-        base = self.url.rsplit("/", 1)[0]
-        try:
-            response = self._client.get(base + "/health")
-            response.raise_for_status()
-            return response.json()
-        except (self._httpx.HTTPError, ValueError) as e:
-            raise RemoteError(f"health check of {base} failed: {e!r}") from e
+        url = self.url.rsplit("/", 1)[0] + "/health"
+        body = self._request("GET", url)
+        if not isinstance(body, dict):
+            raise RemoteError(f"{url} answered a malformed body: {str(body)[:MAX_ERROR_CHARS]}")
+        return body
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -9,10 +9,11 @@ Protocol (Search-R1's ``retrieval_server.py``):
 
 Unlike Search-R1, every request is checked before it reaches the index: bad JSON (400), wrong types, an empty
 query list, ``topk`` outside ``[1, max_topk]`` (422), more than ``max_batch`` queries or a query longer than
-``max_query_chars`` characters (413); a failing search answers 500. Each error answers
-``{"detail": "<message>"}`` and the server keeps serving.
-The app is built by :func:`create_app` around an injected retriever (no module globals); :class:`ServerThread`
-(shared with the scorer server) runs it in a background thread on a free loopback port for tests and benchmarks.
+``max_query_chars`` characters (413), a body larger than such a request could be (413, before it is read); a
+failing search answers 500. Each error answers ``{"detail": "<message>"}`` and the server keeps serving.
+The app is built by :func:`create_app` around an injected retriever (no module globals);
+:class:`~igpo_env._http.ServerThread` (the HTTP plumbing shared with the scorer server, re-exported here) runs it in a
+background thread on a free loopback port for tests and benchmarks.
 
 Example:
     >>> import httpx
@@ -29,9 +30,10 @@ import logging
 import threading
 from typing import Any
 
+from igpo_env._http import DEFAULT_HOST, ServerThread, limit_body_size, max_body_bytes, warn_if_exposed
+from igpo_env._validation import check_int
 from igpo_env.error import DependencyNotInstalled, Error
 from igpo_env.retrieval.base import Retriever
-from igpo_env.scoring.server import ServerThread  # the generic background uvicorn runner, shared with the scorer
 
 try:
     import fastapi
@@ -56,7 +58,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_TOPK = 3
 """``topk`` used when a request omits it (Search-R1's ``retrieval_topk`` default)."""
@@ -73,12 +74,6 @@ class RetrieveRequest(BaseModel):
     return_scores: StrictBool = False
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
-
-
 def create_app(
     retriever: Retriever,
     *,
@@ -86,7 +81,7 @@ def create_app(
     max_topk: int = DEFAULT_MAX_TOPK,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
-):
+) -> fastapi.FastAPI:
     """Build the FastAPI app serving ``retriever``.
 
     Args:
@@ -97,7 +92,8 @@ def create_app(
         max_query_chars: Longest accepted query, in characters.
 
     Returns:
-        A ``fastapi.FastAPI`` app; searches run one at a time (a lock guards the retriever).
+        A ``fastapi.FastAPI`` app; searches run one at a time (a lock guards the retriever). Its
+        ``state.max_body_bytes`` is the largest request body accepted.
 
     Raises:
         TypeError: if ``retriever`` has no ``search``. ValueError: on a non-positive limit.
@@ -115,13 +111,14 @@ def create_app(
     """
     if not isinstance(retriever, Retriever):
         raise TypeError(f"`retriever` must have a search(queries, k) method, got {type(retriever).__name__}")
-    default_topk = _positive("default_topk", default_topk)
-    max_topk = _positive("max_topk", max_topk)
-    max_batch = _positive("max_batch", max_batch)
-    max_query_chars = _positive("max_query_chars", max_query_chars)
+    default_topk = check_int("default_topk", default_topk, minimum=1)
+    max_topk = check_int("max_topk", max_topk, minimum=1)
+    max_batch = check_int("max_batch", max_batch, minimum=1)
+    max_query_chars = check_int("max_query_chars", max_query_chars, minimum=1)
     if default_topk > max_topk:
         raise ValueError(f"`default_topk` ({default_topk}) must be <= `max_topk` ({max_topk})")
     app = fastapi.FastAPI(title="igpo-env retriever", description="Search-R1-compatible retrieval server.")
+    limit_body_size(app, max_body_bytes(max_batch * max_query_chars))
     lock = threading.Lock()
 
     def error(status: int, message: str) -> JSONResponse:
@@ -186,6 +183,5 @@ def _uvicorn():
 def serve(retriever: Retriever, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **limits: Any) -> None:
     """Serve ``retriever`` until interrupted (blocking). ``limits`` go to :func:`create_app`."""
     uvicorn = _uvicorn()
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("binding to %s exposes the retriever beyond this machine", host)
+    warn_if_exposed(host, "retriever")
     uvicorn.run(create_app(retriever, **limits), host=host, port=port, log_level="warning")

@@ -7,107 +7,24 @@ It implements the :class:`~igpo_env.scoring.base.CachingScorer` protocol over HT
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from igpo_env._http import DEFAULT_RETRIES, MAX_ERROR_CHARS, check_client_args, check_url, http_request
+from igpo_env._validation import check_int
 from igpo_env.error import RemoteError
 from igpo_env.types import Message, TargetScore
 
-__all__ = ["RemoteScorer", "http_request"]
+__all__ = ["RemoteScorer"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_RETRIES = 2
-RETRY_BACKOFF_S = 0.2
-"""First pause between retries; doubled after each failed try."""
-RETRY_STATUS = frozenset({502, 503, 504})
-"""HTTP statuses worth retrying (gateway / overload); other errors are reported at once."""
-MAX_ERROR_CHARS = 500
+"""Seconds per scorer request (scoring a large batch on a busy model takes a while)."""
 CLIENT_ID_CHARS = 12
 """Length of the random per-client prefix of cache keys."""
-
-
-def _check_url(url: Any) -> str:
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ValueError(f"`url` must be an http(s):// URL, got {url!r}")
-    return url.rstrip("/")
-
-
-def _check_client_args(timeout: Any, retries: Any) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"`timeout` must be a positive number of seconds, got {timeout!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"`retries` must be an int >= 0, got {retries!r}")
-
-
-def _detail(response: Any) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:MAX_ERROR_CHARS]
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):  # OpenAI style {"error": {"message": ...}}
-        detail = body["error"].get("message", body["error"])
-    elif isinstance(body, dict):  # FastAPI style {"detail": ...}
-        detail = body.get("detail", body)
-    else:
-        detail = body
-    return str(detail)[:MAX_ERROR_CHARS]
-
-
-def http_request(
-    client: Any, method: str, url: str, retries: int, json: Any = None, retry_status: frozenset[int] = RETRY_STATUS
-) -> Any:
-    """Send one HTTP request with retries and return the decoded JSON body.
-
-    Connection errors, timeouts and ``retry_status`` answers are retried ``retries`` times with exponential backoff;
-    other HTTP errors raise at once. Shared by :class:`RemoteScorer` and the OpenAI-compatible scorer.
-
-    Args:
-        client: An ``httpx.Client``.
-        method: ``"GET"`` or ``"POST"``.
-        url: Full URL.
-        retries: Extra tries after the first.
-        json: JSON body (POST).
-        retry_status: HTTP statuses to retry.
-
-    Returns:
-        The JSON-decoded body.
-
-    Raises:
-        RemoteError: The server is unreachable, answered an HTTP error (the message carries the status and the
-            server's explanation) or did not answer JSON. ``RemoteError.status`` holds the HTTP status (or None).
-    """
-    import httpx
-
-    last: str = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
-        try:
-            response = client.request(method, url, json=json)
-        except httpx.TimeoutException as e:
-            last = f"timed out ({type(e).__name__}); raise `timeout` if the server is busy"
-            continue
-        except httpx.TransportError as e:
-            last = f"unreachable ({type(e).__name__}: {e}); is the server running?"
-            continue
-        if response.status_code in retry_status:
-            last = f"answered HTTP {response.status_code}: {_detail(response)}"
-            continue
-        if response.status_code >= 400:
-            error = RemoteError(f"{method} {url} answered HTTP {response.status_code}: {_detail(response)}")
-            error.status = response.status_code
-            raise error
-        try:
-            return response.json()
-        except ValueError as e:
-            raise RemoteError(f"{method} {url} answered non-JSON: {response.text[:MAX_ERROR_CHARS]!r}") from e
-    error = RemoteError(f"{method} {url} failed after {retries + 1} tries: {last}")
-    error.status = None
-    raise error
+EXAMPLE_URL = "http://127.0.0.1:8001"
 
 
 def parse_scores(body: Any, n: int, where: str) -> list[TargetScore]:
@@ -133,14 +50,16 @@ class RemoteScorer:
     Args:
         url: Base URL of the server, e.g. ``"http://127.0.0.1:8001"``.
         timeout: Seconds to wait for one request.
-        retries: Extra tries after a connection error, timeout or 502/503/504.
+        retries: Extra tries after a connection error, timeout or 502/503/504 (the policy of
+            :func:`igpo_env._http.http_request`).
         max_items: Pairs per request; None reads the server's limit from ``GET /health`` on first use.
 
     Raises:
         ValueError: An argument is invalid.
 
     Example:
-        >>> from igpo_env.scoring.server import ServerThread, create_app
+        >>> from igpo_env._http import ServerThread
+        >>> from igpo_env.scoring.server import create_app
         >>> from igpo_env.types import TargetScore
         >>> class HalfScorer:  # a stub: log-prob -0.5 per character of the target
         ...     def score(self, contexts, targets):
@@ -157,15 +76,11 @@ class RemoteScorer:
         retries: int = DEFAULT_RETRIES,
         max_items: int | None = None,
     ) -> None:
-        self.url = _check_url(url)
-        _check_client_args(timeout, retries)
-        if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
-            raise ValueError(f"`max_items` must be a positive int or None, got {max_items!r}")
+        self.url = check_url("url", url, example=EXAMPLE_URL).rstrip("/")
+        self.timeout, self.retries = check_client_args(timeout, retries)
+        self.max_items = check_int("max_items", max_items, minimum=1, optional=True)
         import httpx
 
-        self.timeout = float(timeout)
-        self.retries = retries
-        self.max_items = max_items
         self._client = httpx.Client(timeout=self.timeout)
         self._namespace = uuid.uuid4().hex[:CLIENT_ID_CHARS]
 

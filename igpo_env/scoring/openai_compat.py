@@ -23,16 +23,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from igpo_env._http import DEFAULT_RETRIES, MAX_ERROR_CHARS, check_client_args, check_url, http_request
+from igpo_env._validation import check_int
 from igpo_env.error import RemoteError
 from igpo_env.scoring.base import Context, validate_score_args
-from igpo_env.scoring.client import (
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_S,
-    MAX_ERROR_CHARS,
-    _check_client_args,
-    _check_url,
-    http_request,
-)
+from igpo_env.scoring.client import DEFAULT_TIMEOUT_S
 from igpo_env.scoring.spans import encode_pair, gather_logprobs, target_span_from_offsets
 from igpo_env.scoring.templates import IGPO_TEMPLATE, IGTemplate
 from igpo_env.types import TargetScore
@@ -97,14 +92,12 @@ class OpenAICompatScorer:
         logprobs: int = 1,
         template: IGTemplate = IGPO_TEMPLATE,
     ) -> None:
-        self.base_url = _check_url(base_url)
+        self.base_url = check_url("base_url", base_url, example="http://127.0.0.1:8000/v1").rstrip("/")
         if not isinstance(model, str) or not model:
             raise ValueError(f"`model` must be the served model name (non-empty str), got {model!r}")
-        _check_client_args(timeout, retries)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
-        if isinstance(logprobs, bool) or not isinstance(logprobs, int) or not 0 <= logprobs <= MAX_LOGPROBS:
-            raise ValueError(f"`logprobs` must be an int in [0, {MAX_LOGPROBS}], got {logprobs!r}")
+        self.timeout, self.retries = check_client_args(timeout, retries)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.logprobs = check_int("logprobs", logprobs, minimum=0, maximum=MAX_LOGPROBS)
         if api_key is not None and not isinstance(api_key, str):
             raise ValueError(f"`api_key` must be a str or None, got {type(api_key).__name__}")
         if not isinstance(template, IGTemplate):
@@ -119,10 +112,6 @@ class OpenAICompatScorer:
 
         self.model = model
         self.tokenizer = tokenizer
-        self.timeout = float(timeout)
-        self.retries = retries
-        self.batch_size = batch_size
-        self.logprobs = logprobs
         self.template = template
         self.max_tokens = 0
         """0 until the server refuses it, then 1 (the generated token is ignored)."""

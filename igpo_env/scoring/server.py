@@ -16,8 +16,9 @@ scorer runs in one worker thread at a time, so it need not be thread-safe. Bad i
 lists, too many items, too long texts, bad JSON) is answered with a 4xx naming the problem, and the server keeps
 serving. If a batch fails, its pairs are retried one by one so that one bad pair fails only its own request.
 
-Contents: :func:`create_app`, :func:`serve`, :class:`ServerThread` (uvicorn in a background thread, for tests,
-benchmarks and notebooks), :class:`BatchStats`. The client is :class:`igpo_env.scoring.client.RemoteScorer`.
+Contents: :func:`create_app`, :func:`serve`, :class:`BatchStats`; :class:`~igpo_env._http.ServerThread` (uvicorn in a
+background thread, for tests, benchmarks and notebooks) is re-exported from :mod:`igpo_env._http`, the HTTP plumbing
+shared with the retrieval server. The client is :class:`igpo_env.scoring.client.RemoteScorer`.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import socket
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from igpo_env._http import DEFAULT_HOST, ServerThread, limit_body_size, max_body_bytes, warn_if_exposed
+from igpo_env._validation import check_int, check_number
 from igpo_env.error import DependencyNotInstalled, Error, RemoteError
+from igpo_env.scoring.base import Scorer
 from igpo_env.types import TargetScore
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_WAIT_MS = 5.0
@@ -60,16 +61,10 @@ DEFAULT_MAX_ITEMS = 256
 """Most (context, target) pairs in one request."""
 DEFAULT_MAX_CHARS = 200_000
 """Most characters in one context (all message contents together) or one target."""
-JSON_BYTES_PER_CHAR = 12
-"""Worst-case JSON bytes per Python character (a ``\\ud83d\\ude00`` escape), for the request body limit."""
-BODY_OVERHEAD_BYTES = 65_536
 MAX_KEY_CHARS = 256
 """Longest cache key (an episode id) accepted."""
 MAX_REPORTED_PROBLEMS = 5
 """Validation problems listed in a 422 answer."""
-SERVER_START_TIMEOUT_S = 30.0
-SERVER_STOP_TIMEOUT_S = 10.0
-_POLL_S = 0.01
 
 
 class ChatMessage(BaseModel):
@@ -145,7 +140,7 @@ class _Pending:
 class _DynamicBatcher:
     """Collects queued requests for ``max_wait_s`` (or until ``max_batch`` pairs) and scores them together."""
 
-    def __init__(self, scorer: Any, max_batch: int, max_wait_s: float, stats: BatchStats) -> None:
+    def __init__(self, scorer: Scorer, max_batch: int, max_wait_s: float, stats: BatchStats) -> None:
         self._scorer = scorer
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
@@ -274,7 +269,7 @@ class _DynamicBatcher:
             pending.results[i] = score
 
 
-def _accepts_cache_keys(scorer: Any) -> bool:
+def _accepts_cache_keys(scorer: Scorer) -> bool:
     """Whether ``scorer`` is a CachingScorer: ``score(..., cache_keys=...)`` and ``release(keys)``."""
     if not callable(getattr(scorer, "release", None)):
         return False
@@ -284,11 +279,6 @@ def _accepts_cache_keys(scorer: Any) -> bool:
         return False
 
 
-def _check_positive(name: str, value: float, kind: type = int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive {kind.__name__}, got {value!r}")
-
-
 def validate_limits(max_batch: int, max_wait_ms: float, max_items: int, max_chars: int) -> None:
     """Check the server limits of :func:`create_app`; raise ValueError naming the bad one.
 
@@ -296,13 +286,12 @@ def validate_limits(max_batch: int, max_wait_ms: float, max_items: int, max_char
         >>> validate_limits(max_batch=0, max_wait_ms=5, max_items=8, max_chars=100)
         Traceback (most recent call last):
         ...
-        ValueError: `max_batch` must be a positive int, got 0
+        ValueError: `max_batch` must be an int >= 1, got 0
     """
-    _check_positive("max_batch", max_batch)
-    _check_positive("max_items", max_items)
-    _check_positive("max_chars", max_chars)
-    if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
-        raise ValueError(f"`max_wait_ms` must be a number >= 0, got {max_wait_ms!r}")
+    check_int("max_batch", max_batch, minimum=1)
+    check_int("max_items", max_items, minimum=1)
+    check_int("max_chars", max_chars, minimum=1)
+    check_number("max_wait_ms", max_wait_ms, minimum=0)
 
 
 def _validate_pairs(req: ScoreRequest, max_items: int, max_chars: int) -> tuple[int, str] | None:
@@ -335,7 +324,7 @@ def _validate_pairs(req: ScoreRequest, max_items: int, max_chars: int) -> tuple[
 
 
 def create_app(
-    scorer: Any,
+    scorer: Scorer,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
     max_items: int = DEFAULT_MAX_ITEMS,
@@ -358,6 +347,7 @@ def create_app(
         DependencyNotInstalled: fastapi is missing.
 
     Example:
+        >>> from igpo_env._http import ServerThread
         >>> from igpo_env.scoring.client import RemoteScorer
         >>> from igpo_env.types import TargetScore
         >>> class LengthScorer:  # a stub: one token per character, log-prob -1 each
@@ -382,7 +372,6 @@ def create_app(
 
     stats = BatchStats()
     batcher = _DynamicBatcher(scorer, max_batch, max_wait_ms / 1000.0, stats)
-    max_body_bytes = max_items * (2 * max_chars + MAX_KEY_CHARS) * JSON_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
     limits = {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_items": max_items, "max_chars": max_chars}
 
     @asynccontextmanager
@@ -397,7 +386,7 @@ def create_app(
     app.state.scorer = scorer
     app.state.stats = stats
     app.state.limits = limits
-    app.state.max_body_bytes = max_body_bytes
+    limit_body_size(app, max_body_bytes(max_items * (2 * max_chars + MAX_KEY_CHARS)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -409,13 +398,6 @@ def create_app(
         if "json" not in request.headers.get("content-type", ""):
             detail += "; send a JSON body with `Content-Type: application/json`"
         return JSONResponse({"detail": detail}, status_code=422)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse({"detail": f"request body of {length} bytes > {max_body_bytes}"}, status_code=413)
-        return await call_next(request)
 
     @app.get("/health")
     async def health() -> dict:
@@ -460,7 +442,7 @@ def create_app(
 
 
 def serve(
-    scorer: Any,
+    scorer: Scorer,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     log_level: str = "info",
@@ -469,85 +451,5 @@ def serve(
     """Serve ``scorer`` with uvicorn until interrupted (blocking); ``limits`` go to :func:`create_app`."""
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("serving the scorer on %s: it is reachable from other machines and has no authentication", host)
+    warn_if_exposed(host, "scorer")
     uvicorn.run(create_app(scorer, **limits), host=host, port=port, log_level=log_level)
-
-
-class ServerThread:
-    """Run an ASGI app with uvicorn in a daemon thread on a free port; a context manager.
-
-    The socket is bound before the thread starts (``port=0`` picks a free port), so :attr:`url` is valid at once,
-    and :meth:`start` returns only when the server accepts requests.
-
-    Args:
-        app: The ASGI app (e.g. from :func:`create_app`).
-        host: Interface to bind (loopback by default).
-        port: Port; 0 picks a free one.
-        log_level: uvicorn log level.
-
-    Example:
-        >>> from fastapi import FastAPI
-        >>> with ServerThread(FastAPI()) as server:
-        ...     server.url.startswith("http://127.0.0.1:")
-        True
-    """
-
-    def __init__(self, app: Any, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning") -> None:
-        if not isinstance(port, int) or not 0 <= port < 2**16:
-            raise ValueError(f"`port` must be an int in [0, 65535], got {port!r}")
-        self.app = app
-        self.host = host
-        self.port = port
-        self.log_level = log_level
-        self._server = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> ServerThread:
-        """Bind, start the thread and wait until the server is up."""
-        import uvicorn
-
-        if self._thread is not None:
-            raise RuntimeError("server already started")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections (else Nagle adds ~45 ms per response)
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level=self.log_level, lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RemoteError(f"server on {self.url} failed to start")
-            time.sleep(_POLL_S)
-        return self
-
-    def stop(self) -> None:
-        """Ask the server to exit and join the thread."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(SERVER_STOP_TIMEOUT_S)
-            if self._thread.is_alive():
-                logger.warning("server thread on %s did not stop within %s s", self.url, SERVER_STOP_TIMEOUT_S)
-        self._thread = None
-        self._server = None
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

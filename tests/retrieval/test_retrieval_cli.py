@@ -57,7 +57,7 @@ def test_serve_errors(tmp_path, capsys):
     assert "meta.json" in capsys.readouterr().err
     d = BM25Retriever.from_docs(toy_corpus()).save(tmp_path / "idx")
     assert main(["serve", "retriever", "--index", str(d), "--max-topk", "0"]) == 2
-    assert "`max_topk` must be a positive int" in capsys.readouterr().err
+    assert "`max_topk` must be an int >= 1" in capsys.readouterr().err
 
 
 def test_serve_runs_server(tmp_path, monkeypatch):
