@@ -24,13 +24,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["MODES", "ALIAS_MODES", "information_gain", "aggregate_aliases", "potential", "check_mode", "check_alias"]
+from igpo_env._validation import check_choice
+
+__all__ = [
+    "MODES",
+    "ALIAS_MODES",
+    "information_gain",
+    "aggregate_aliases",
+    "alias_targets",
+    "potential",
+    "check_mode",
+    "check_alias",
+]
 
 MODES = ("prob_diff", "log_prob_diff")
-"""Supported information-gain modes."""
+"""Supported information-gain modes (the one list: wrappers, rollouts and the trainer's config check against it)."""
 
 ALIAS_MODES = ("first", "max", "mean")
-"""Supported ways to combine gold aliases."""
+"""Supported ways to combine gold aliases (the one list, like :data:`MODES`)."""
 
 
 def check_mode(mode: str) -> str:
@@ -42,9 +53,7 @@ def check_mode(mode: str) -> str:
         ...
         ValueError: `mode` must be one of ('prob_diff', 'log_prob_diff'), got 'diff'
     """
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}")
-    return mode
+    return check_choice("mode", mode, MODES)
 
 
 def check_alias(alias: str) -> str:
@@ -56,9 +65,7 @@ def check_alias(alias: str) -> str:
         ...
         ValueError: `alias` must be one of ('first', 'max', 'mean'), got 'min'
     """
-    if alias not in ALIAS_MODES:
-        raise ValueError(f"`alias` must be one of {ALIAS_MODES}, got {alias!r}")
-    return alias
+    return check_choice("alias", alias, ALIAS_MODES)
 
 
 def potential(mean_logprob: float, mode: str = "prob_diff") -> float:
@@ -90,6 +97,26 @@ def information_gain(prev: float, cur: float, mode: str = "prob_diff") -> float:
         0.6321
     """
     return potential(cur, mode) - potential(prev, mode)
+
+
+def alias_targets(aliases: Sequence[str], alias: str = "first") -> list[str]:
+    """Return the gold aliases that are scored: the first one for ``alias="first"`` (IGPO), all of them otherwise.
+
+    Their mean log-probs, in this order, are what :func:`aggregate_aliases` combines.
+
+    Raises:
+        ValueError: On an unknown ``alias`` or an empty ``aliases``.
+
+    Example:
+        >>> alias_targets(("Karsel", "Karsel City"), "first"), alias_targets(("Karsel", "Karsel City"), "max")
+        (['Karsel'], ['Karsel', 'Karsel City'])
+    """
+    check_alias(alias)
+    if isinstance(aliases, str):
+        raise TypeError(f"`aliases` must be a sequence of strings (the gold aliases), got the str {aliases!r}")
+    if not aliases:
+        raise ValueError("`aliases` holds no gold answer; the env must give at least one alias")
+    return list(aliases[:1] if alias == "first" else aliases)
 
 
 def aggregate_aliases(mean_logprobs: Sequence[float], alias: str = "first", mode: str = "prob_diff") -> float:

@@ -39,6 +39,7 @@ from igpo_env.types import Message
 __all__ = [
     "ChatFormat",
     "CHATML",
+    "CHATML_JINJA",
     "IGTemplate",
     "IGPO_TEMPLATE",
     "render_transcript",
@@ -72,9 +73,36 @@ class ChatFormat:
         text = "".join(self.message.format(role=m["role"], content=m["content"]) for m in messages)
         return text + (self.generation_prompt if add_generation_prompt else "")
 
+    def jinja(self) -> str:
+        """Return this format as a Jinja chat template (``tokenizer.chat_template``) that renders like :meth:`render`.
+
+        Raises:
+            ValueError: If the format holds braces besides its ``{role}`` / ``{content}`` fields (Jinja would read
+                them as syntax).
+
+        Example:
+            >>> import jinja2
+            >>> fmt = ChatFormat(message="[{role}] {content}\\n", generation_prompt="[assistant] ")
+            >>> msgs = [{"role": "user", "content": "Hi"}]
+            >>> jinja2.Template(fmt.jinja()).render(messages=msgs, add_generation_prompt=True) == fmt.render(msgs)
+            True
+        """
+        for name, text in (("message", self.message), ("generation_prompt", self.generation_prompt)):
+            bare = text.replace("{role}", "").replace("{content}", "")
+            if any(mark in bare for mark in ("{", "}")):
+                raise ValueError(f"`{name}` = {text!r} holds braces besides {{role}} / {{content}}; write it in Jinja")
+        message = self.message.replace("{role}", "{{ m['role'] }}").replace("{content}", "{{ m['content'] }}")
+        return (
+            f"{{% for m in messages %}}{message}{{% endfor %}}"
+            f"{{% if add_generation_prompt %}}{self.generation_prompt}{{% endif %}}"
+        )
+
 
 CHATML = ChatFormat()
 """ChatML (Qwen, the embedded policy LM): the default when no chat template is available."""
+
+CHATML_JINJA = CHATML.jinja()
+"""ChatML as a Jinja chat template (``tokenizer.chat_template``); renders exactly like :data:`CHATML`."""
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,9 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CHATML_JINJA", "tiny_tokenizer", "tiny_causal_lm", "ARCHS"]
+from igpo_env.scoring.templates import CHATML_JINJA
 
-CHATML_JINJA = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-"""ChatML as a Jinja chat template (renders like :data:`igpo_env.scoring.templates.CHATML`)."""
+__all__ = ["CHATML_JINJA", "tiny_tokenizer", "tiny_causal_lm", "ARCHS"]
 
 SPECIAL_TOKENS = ("<pad>", "<|endoftext|>", "<|im_start|>", "<|im_end|>")
 """Special tokens of the tiny tokenizer (ids 0..3)."""
