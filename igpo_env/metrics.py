@@ -1,6 +1,6 @@
 """Answer metrics: normalization, exact match, token F1 and cover-EM, each the max over gold aliases.
 
-Two normalizations are offered (see DESIGN.md "Metrics"):
+Two answer normalizations are offered (:data:`ANSWER_NORMALIZATIONS`, typed :data:`Normalization`):
 
 - ``"squad"`` (default; Search-R1, FlashRAG): lowercase, strip punctuation, drop the articles a/an/the, collapse
   whitespace. F1 counts tokens as a multiset.
@@ -9,6 +9,9 @@ Two normalizations are offered (see DESIGN.md "Metrics"):
 
 Functions: :func:`normalize_answer`, :func:`exact_match`, :func:`f1`, :func:`cover_em`, :func:`extract_answer`,
 :func:`score_answer`.
+
+``NORMALIZATIONS`` is kept as an alias of :data:`ANSWER_NORMALIZATIONS` for existing imports; the longer name tells
+answer normalization apart from the advantage normalizations of the IGPO trainer (``agents.igpo.advantages``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, get_args
+
+from igpo_env._validation import check_choice
 
 __all__ = [
     "Normalization",
+    "ANSWER_NORMALIZATIONS",
+    "NORMALIZATIONS",
     "normalize_answer",
     "exact_match",
     "f1",
@@ -31,16 +38,14 @@ __all__ = [
 ]
 
 Normalization = Literal["squad", "igpo"]
-NORMALIZATIONS = ("squad", "igpo")
+ANSWER_NORMALIZATIONS: tuple[Normalization, ...] = get_args(Normalization)
+"""The answer normalizations, ``("squad", "igpo")``."""
+NORMALIZATIONS = ANSWER_NORMALIZATIONS
+"""Alias of :data:`ANSWER_NORMALIZATIONS` (the name before v0.2.0)."""
 _ARTICLES = re.compile(r"\b(a|an|the)\b", flags=re.UNICODE)
 _PUNCT_TABLE_DELETE = str.maketrans("", "", string.punctuation)
 _PUNCT_TABLE_SPACE = str.maketrans({c: " " for c in string.punctuation})
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", flags=re.DOTALL)
-
-
-def _check_normalization(normalization: str) -> None:
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
 def normalize_answer(s: str, normalization: Normalization = "squad") -> str:
@@ -62,7 +67,7 @@ def normalize_answer(s: str, normalization: Normalization = "squad") -> str:
         >>> normalize_answer("The  Eiffel-Tower!", "igpo")
         'the eiffel tower'
     """
-    _check_normalization(normalization)
+    check_choice("normalization", normalization, ANSWER_NORMALIZATIONS)
     s = str(s).lower()
     if normalization == "squad":
         s = s.translate(_PUNCT_TABLE_DELETE)
@@ -112,7 +117,7 @@ def _cover_one(pred: str, gold: str, normalization: Normalization) -> float:
 
 def _max_over(fn: Callable[[str, str, Normalization], float]) -> Callable[..., float]:
     def metric(prediction: str, golds: str | Sequence[str], normalization: Normalization = "squad") -> float:
-        _check_normalization(normalization)
+        check_choice("normalization", normalization, ANSWER_NORMALIZATIONS)
         return max(fn(str(prediction), g, normalization) for g in _as_golds(golds))
 
     metric.__name__ = fn.__name__.strip("_").replace("_one", "")
@@ -187,6 +192,5 @@ def score_answer(
         >>> score_answer("Oslo", ["oslo"], metric="em")
         1.0
     """
-    if metric not in METRICS:
-        raise ValueError(f"`metric` must be one of {tuple(METRICS)}, got {metric!r}")
+    check_choice("metric", metric, tuple(METRICS))
     return METRICS[metric](prediction, golds, normalization)

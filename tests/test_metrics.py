@@ -70,3 +70,12 @@ def test_extract_answer_first():
     assert extract_answer("<answer>a</answer> <answer>b</answer>") == "a"
     assert extract_answer("<answer>multi\nline</answer>") == "multi\nline"
     assert extract_answer("<answer>unclosed") is None
+
+
+def test_answer_normalizations_name_and_alias():
+    from igpo_env import metrics
+
+    assert metrics.ANSWER_NORMALIZATIONS == ("squad", "igpo")
+    assert metrics.NORMALIZATIONS is metrics.ANSWER_NORMALIZATIONS  # the old name stays importable
+    for name in metrics.ANSWER_NORMALIZATIONS:
+        assert score_answer("The Oslo", ["oslo"], metric="em", normalization=name) == float(name == "squad")

@@ -1,6 +1,7 @@
 """SearchQA-v0: a multi-turn search question-answering environment with text actions and observations.
 
-See DESIGN.md "SearchQA-v0" and "Action protocols". The vector twin is :class:`igpo_env.envs.vector.SearchQAVectorEnv`.
+The README's "Usage" shows it at work; the action protocols are :data:`igpo_env.actions.PROTOCOLS` (parsed by
+:func:`igpo_env.actions.parse_action`). The vector twin is :class:`igpo_env.envs.vector.SearchQAVectorEnv`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple
 
 import gymnasium as gym
 
+from igpo_env._validation import check_choice, check_int
 from igpo_env.actions import (
     PROTOCOLS,
     WEB_SEARCH_TOOL,
@@ -25,8 +27,9 @@ from igpo_env.actions import (
 )
 from igpo_env.data import load_qa
 from igpo_env.envs.spaces import UnicodeText
-from igpo_env.metrics import METRICS, NORMALIZATIONS, score_answer
+from igpo_env.metrics import ANSWER_NORMALIZATIONS, METRICS, Normalization, score_answer
 from igpo_env.prompts import DEFAULT_PROMPT_TEMPLATE, TOOL_CALL_PROMPT_TEMPLATE
+from igpo_env.retrieval.base import Retriever
 from igpo_env.types import Doc, Message, QAExample
 
 __all__ = [
@@ -58,6 +61,8 @@ OBSERVATION_ROLES = ("user", "tool")
 _DEFAULT_ROLE = {"tags": "user", "tool_call": "tool"}
 _DEFAULT_TEMPLATE = {"tags": DEFAULT_PROMPT_TEMPLATE, "tool_call": TOOL_CALL_PROMPT_TEMPLATE}
 CORPUS_FILE = "corpus.jsonl"
+RetrieverSpec = Retriever | str | os.PathLike[str] | None
+"""A retriever object, an http(s) URL, an index directory, a corpus ``.jsonl`` path, or None (the dataset's corpus)."""
 
 
 class PendingStep(NamedTuple):
@@ -104,7 +109,7 @@ def resolve_dataset(dataset: Any, split: str) -> tuple[list[QAExample], Path | N
     return list(examples), corpus
 
 
-def resolve_retriever(retriever: Any, corpus: Path | None) -> Any:
+def resolve_retriever(retriever: RetrieverSpec, corpus: Path | None) -> Retriever:
     """Return a retriever object from ``retriever`` (object, URL, index dir or corpus path) or the dataset's corpus.
 
     Raises:
@@ -150,30 +155,19 @@ def _check_args(
     max_observation_chars: Any,
     render_mode: Any,
 ) -> None:
-    def _positive_int(name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-
-    _positive_int("top_k", top_k)
-    if max_turns is not None:
-        _positive_int("max_turns", max_turns)
-    _positive_int("max_action_chars", max_action_chars)
-    _positive_int("max_observation_chars", max_observation_chars)
-    if reward not in METRICS:
-        raise ValueError(f"`reward` must be one of {tuple(METRICS)}, got {reward!r}")
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if isinstance(format_penalty, bool) or not isinstance(format_penalty, (int, float)):
+    check_int("top_k", top_k, minimum=1)
+    check_int("max_turns", max_turns, minimum=1, optional=True)
+    check_int("max_action_chars", max_action_chars, minimum=1)
+    check_int("max_observation_chars", max_observation_chars, minimum=1)
+    check_choice("reward", reward, tuple(METRICS))
+    check_choice("normalization", normalization, ANSWER_NORMALIZATIONS)
+    if isinstance(format_penalty, bool) or not isinstance(format_penalty, (int, float)):  # stays a TypeError
         raise TypeError(f"`format_penalty` must be a number, got {format_penalty!r}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {protocol!r}")
-    if observation_role is not None and observation_role not in OBSERVATION_ROLES:
-        raise ValueError(f"`observation_role` must be one of {OBSERVATION_ROLES} or None, got {observation_role!r}")
+    check_choice("protocol", protocol, PROTOCOLS)
+    check_choice("observation_role", observation_role, (*OBSERVATION_ROLES, None))
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise TypeError(f"`system_prompt` must be a str or None, got {type(system_prompt).__name__}")
-    if render_mode not in (None, *SearchQAEnv.metadata["render_modes"]):
-        modes = SearchQAEnv.metadata["render_modes"]
-        raise ValueError(f"`render_mode` must be None or one of {modes}, got {render_mode!r}")
+    check_choice("render_mode", render_mode, (None, *SearchQAEnv.metadata["render_modes"]))
     if prompt_template is not None:
         if not isinstance(prompt_template, str):
             raise TypeError(f"`prompt_template` must be a str, got {type(prompt_template).__name__}")
@@ -260,11 +254,11 @@ class SearchQAEnv(gym.Env[str, str]):
         self,
         dataset: Any = None,
         split: str = "train",
-        retriever: Any = None,
+        retriever: RetrieverSpec = None,
         top_k: int = DEFAULT_TOP_K,
         max_turns: int | None = None,
         reward: str = "f1",
-        normalization: str = "squad",
+        normalization: Normalization = "squad",
         format_penalty: float = DEFAULT_FORMAT_PENALTY,
         prompt_template: str | None = None,
         protocol: str = "tags",
@@ -322,7 +316,7 @@ class SearchQAEnv(gym.Env[str, str]):
         return tuple(self._examples)
 
     @property
-    def retriever(self) -> Any:
+    def retriever(self) -> Retriever:
         """The retriever answering searches."""
         return self._retriever
 

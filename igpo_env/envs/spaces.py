@@ -13,6 +13,8 @@ from typing import Any
 
 from gymnasium.spaces import Text
 
+from igpo_env._validation import check_int
+
 __all__ = ["UnicodeText", "SAMPLE_CHARSET"]
 
 SAMPLE_CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n" + "éüßøжЯ中文字ـ🙂"
@@ -42,8 +44,7 @@ class UnicodeText(Text):
     def __init__(
         self, max_length: int, *, min_length: int = 0, sample_charset: str = SAMPLE_CHARSET, seed: Any = None
     ) -> None:
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"`max_length` must be an int >= 1, got {max_length!r}")
+        check_int("max_length", max_length, minimum=1)
         super().__init__(max_length, min_length=min_length, charset=sample_charset, seed=seed)
 
     def contains(self, x: Any) -> bool:

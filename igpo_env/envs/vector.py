@@ -10,7 +10,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from igpo_env._validation import check_int
 from igpo_env.envs.search_qa import PendingStep, SearchQAEnv
+from igpo_env.retrieval.base import Retriever
 from igpo_env.types import Doc
 
 __all__ = ["SearchQAVectorEnv"]
@@ -66,12 +68,8 @@ class SearchQAVectorEnv(VectorEnv):
     def __init__(
         self, num_envs: int, max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS, **kwargs: Any
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"`num_envs` must be an int >= 1, got {num_envs!r}")
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1
-        ):
-            raise ValueError(f"`max_episode_steps` must be an int >= 1 or None, got {max_episode_steps!r}")
+        check_int("num_envs", num_envs, minimum=1)
+        check_int("max_episode_steps", max_episode_steps, minimum=1, optional=True)
         if kwargs.get("render_mode") is not None:
             raise ValueError(f"`render_mode` is not supported by the vector env, got {kwargs['render_mode']!r}")
         max_turns = kwargs.pop("max_turns", None)
@@ -98,7 +96,7 @@ class SearchQAVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ hidden labels
     @property
-    def retriever(self) -> Any:
+    def retriever(self) -> Retriever:
         """The shared retriever."""
         return self._retriever
 

@@ -261,7 +261,7 @@ def test_empty_results_and_step_guards(toy_kwargs):
     "kwargs, err, match",
     [
         ({"top_k": 0}, ValueError, "`top_k` must be an int >= 1, got 0"),
-        ({"max_turns": 0}, ValueError, "`max_turns` must be an int >= 1, got 0"),
+        ({"max_turns": 0}, ValueError, "`max_turns` must be an int >= 1 or None, got 0"),
         ({"reward": "acc"}, ValueError, "`reward` must be one of"),
         ({"normalization": "x"}, ValueError, "`normalization` must be one of"),
         ({"format_penalty": "big"}, TypeError, "`format_penalty` must be a number"),
@@ -272,7 +272,7 @@ def test_empty_results_and_step_guards(toy_kwargs):
         ({"prompt_template": "{question} {other}"}, ValueError, "only field is {question}"),
         ({"max_action_chars": 0}, ValueError, "`max_action_chars` must be an int >= 1"),
         ({"max_observation_chars": 1.5}, ValueError, "`max_observation_chars` must be an int >= 1"),
-        ({"render_mode": "human"}, ValueError, "`render_mode` must be None or one of"),
+        ({"render_mode": "human"}, ValueError, r"`render_mode` must be one of \(None, 'ansi'\), got 'human'"),
         ({"retriever": object()}, TypeError, "`retriever` must have a search"),
         ({"retriever": None}, ValueError, "pass `retriever`"),
         ({"dataset": []}, ValueError, "holds no questions"),
