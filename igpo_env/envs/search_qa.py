@@ -29,7 +29,7 @@ from igpo_env.data import load_qa
 from igpo_env.envs.spaces import UnicodeText
 from igpo_env.metrics import ANSWER_NORMALIZATIONS, METRICS, Normalization, score_answer
 from igpo_env.prompts import DEFAULT_PROMPT_TEMPLATE, TOOL_CALL_PROMPT_TEMPLATE
-from igpo_env.retrieval.base import Retriever
+from igpo_env.retrieval.base import Retriever, RetrieverSpec
 from igpo_env.types import Doc, Message, QAExample
 
 __all__ = [
@@ -61,8 +61,6 @@ OBSERVATION_ROLES = ("user", "tool")
 _DEFAULT_ROLE = {"tags": "user", "tool_call": "tool"}
 _DEFAULT_TEMPLATE = {"tags": DEFAULT_PROMPT_TEMPLATE, "tool_call": TOOL_CALL_PROMPT_TEMPLATE}
 CORPUS_FILE = "corpus.jsonl"
-RetrieverSpec = Retriever | str | os.PathLike[str] | None
-"""A retriever object, an http(s) URL, an index directory, a corpus ``.jsonl`` path, or None (the dataset's corpus)."""
 
 
 class PendingStep(NamedTuple):
@@ -109,7 +107,7 @@ def resolve_dataset(dataset: Any, split: str) -> tuple[list[QAExample], Path | N
     return list(examples), corpus
 
 
-def resolve_retriever(retriever: RetrieverSpec, corpus: Path | None) -> Retriever:
+def resolve_retriever(retriever: RetrieverSpec | None, corpus: Path | None) -> Retriever:
     """Return a retriever object from ``retriever`` (object, URL, index dir or corpus path) or the dataset's corpus.
 
     Raises:
@@ -254,7 +252,7 @@ class SearchQAEnv(gym.Env[str, str]):
         self,
         dataset: Any = None,
         split: str = "train",
-        retriever: RetrieverSpec = None,
+        retriever: RetrieverSpec | None = None,
         top_k: int = DEFAULT_TOP_K,
         max_turns: int | None = None,
         reward: str = "f1",

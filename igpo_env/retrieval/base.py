@@ -22,6 +22,7 @@ from igpo_env.types import Doc
 
 __all__ = [
     "Retriever",
+    "RetrieverSpec",
     "DocStore",
     "iter_docs",
     "check_search_args",
@@ -60,6 +61,11 @@ class Retriever(Protocol):
     def search(self, queries: list[str], k: int) -> list[list[Doc]]:
         """Return the top-``k`` passages of each query, best first."""
         ...
+
+
+RetrieverSpec = Retriever | str | os.PathLike[str]
+"""What :func:`~igpo_env.retrieval.index.get_retriever` accepts: a retriever object, an http(s) URL of a ``/retrieve``
+endpoint, an index directory or a corpus ``.jsonl`` path."""
 
 
 def check_search_args(queries: Any, k: Any) -> list[str]:

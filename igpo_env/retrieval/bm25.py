@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from igpo_env._validation import check_choice, check_fraction, check_number
 from igpo_env.error import DataFormatError, DependencyNotInstalled, IndexNotFoundError
 from igpo_env.retrieval.base import DOCS_FILE, DocStore, check_search_args, iter_docs, read_meta, write_meta
 from igpo_env.types import Doc
@@ -162,12 +163,9 @@ class BM25Retriever:
             >>> len(BM25Retriever.from_docs(toy_corpus(), stemmer=None, stopwords=None))
             8
         """
-        if method not in BM25_METHODS:
-            raise ValueError(f"`method` must be one of {BM25_METHODS}, got {method!r}")
-        if not k1 > 0:
-            raise ValueError(f"`k1` must be > 0, got {k1}")
-        if not 0 <= b <= 1:
-            raise ValueError(f"`b` must be in [0, 1], got {b}")
+        check_choice("method", method, BM25_METHODS)
+        check_number("k1", k1, minimum=0, strict=True)
+        check_fraction("b", b)
         if stopwords is not None and not isinstance(stopwords, str):
             stopwords = [str(w) for w in stopwords]
         bm25s = _import_bm25s()

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from igpo_env._validation import check_choice, check_int
 from igpo_env.cache import cache_dir
 from igpo_env.error import DataFormatError, DependencyNotInstalled, IndexNotFoundError
 from igpo_env.retrieval.base import DOCS_FILE, DocStore, check_search_args, iter_docs, read_meta, write_meta
@@ -68,6 +69,8 @@ MAX_TRAIN_VECTORS = 100_000
 """Trainable indexes (IVF, PQ) are trained on at most this many evenly spaced vectors."""
 
 ENCODE_DTYPES = ("float32", "bfloat16", "float16")
+USE_GPU_CHOICES = ("auto", True, False)
+"""FAISS on GPU: ``"auto"`` (when faiss has GPUs), or forced on / off."""
 KIND = "dense"
 INDEX_FILE = "index.faiss"
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -143,8 +146,7 @@ def load_encoder(model: str | os.PathLike[str] | None = None, *, device: str = "
     Raises:
         ValueError: on a bad ``dtype``. FileNotFoundError: if ``model`` is not a local directory.
     """
-    if dtype not in ENCODE_DTYPES:
-        raise ValueError(f"`dtype` must be one of {ENCODE_DTYPES}, got {dtype!r}")
+    check_choice("dtype", dtype, ENCODE_DTYPES)
     if dtype == "float16" and not str(device).startswith("cuda"):
         raise ValueError("`dtype='float16'` is only for GPUs (it is ~5x slower on CPU); use 'bfloat16' or 'float32'")
     name, path = _resolve_model(model)
@@ -233,13 +235,10 @@ class DenseRetriever:
     ) -> None:
         if index.ntotal != len(store):
             raise ValueError(f"FAISS index has {index.ntotal} vectors but the doc store has {len(store)} passages")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
-        if use_gpu not in ("auto", True, False):
-            raise ValueError(f"`use_gpu` must be 'auto', True or False, got {use_gpu!r}")
-        for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be a positive int or None, got {value!r}")
+        check_int("batch_size", batch_size, minimum=1)
+        check_choice("use_gpu", use_gpu, USE_GPU_CHOICES)
+        check_int("nprobe", nprobe, minimum=1, optional=True)
+        check_int("ef_search", ef_search, minimum=1, optional=True)
         faiss = _import_faiss()
         if blas_threshold is not None:
             faiss.cvar.distance_compute_blas_threshold = int(blas_threshold)
@@ -365,10 +364,8 @@ class DenseRetriever:
         """
         if not isinstance(index_type, str) or not index_type:
             raise ValueError(f"`index_type` must be a faiss.index_factory string such as 'Flat', got {index_type!r}")
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+        check_int("chunk_size", chunk_size, minimum=1)
+        check_int("batch_size", batch_size, minimum=1)
         store = DocStore.from_docs(iter_docs(corpus))
         if len(store) == 0:
             raise ValueError("the corpus is empty; DenseRetriever needs at least one passage")

@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from igpo_env._validation import check_choice
 from igpo_env.cache import cache_dir
 from igpo_env.error import IndexNotFoundError
-from igpo_env.retrieval.base import META_FILE, Retriever, read_meta
+from igpo_env.retrieval.base import META_FILE, Retriever, RetrieverSpec, read_meta
 
 __all__ = ["INDEX_KINDS", "build_index", "load_index", "get_retriever", "cached_index_dir"]
 
@@ -32,11 +33,6 @@ _CACHE_KEY_CHARS = 16
 _CACHE_BUILD_VERSION = 2
 """Part of the cache key: bumped when an index of the same corpus would now be built differently (2: BM25 term ids
 in sorted order, the same in every process)."""
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in INDEX_KINDS:
-        raise ValueError(f"`kind` must be one of {INDEX_KINDS}, got {kind!r}")
 
 
 def _build_into(corpus: Any, directory: Path, kind: str, verbose: bool, options: dict[str, Any]) -> None:
@@ -96,7 +92,7 @@ def build_index(
         >>> load_index(d).search(["Tessa Brun"], 1)[0][0].title
         'Tessa Brun'
     """
-    _check_kind(kind)
+    check_choice("kind", kind, INDEX_KINDS)
     out = Path(out_dir)
     if isinstance(corpus, (str, os.PathLike)) and not Path(corpus).is_file():
         raise FileNotFoundError(f"corpus file {str(corpus)!r} does not exist (expected a FlashRAG .jsonl corpus)")
@@ -157,7 +153,7 @@ def cached_index_dir(corpus_path: str | os.PathLike[str], kind: str = DEFAULT_KI
         >>> cached_index_dir(p).parent.name, cached_index_dir(p) == cached_index_dir(p, "dense")
         ('indexes', False)
     """
-    _check_kind(kind)
+    check_choice("kind", kind, INDEX_KINDS)
     path = Path(corpus_path).resolve()
     st = path.stat()
     key_src = json.dumps(
@@ -176,7 +172,7 @@ def cached_index_dir(corpus_path: str | os.PathLike[str], kind: str = DEFAULT_KI
     return cache_dir("indexes") / f"{path.stem}-{kind}-{key}"
 
 
-def get_retriever(spec: Any, kind: str | None = None, *, verbose: bool = False, **options: Any) -> Retriever:
+def get_retriever(spec: RetrieverSpec, kind: str | None = None, *, verbose: bool = False, **options: Any) -> Retriever:
     """Turn a retriever spec into a :class:`Retriever`.
 
     Args:
@@ -207,7 +203,7 @@ def get_retriever(spec: Any, kind: str | None = None, *, verbose: bool = False, 
         True
     """
     if kind is not None:
-        _check_kind(kind)
+        check_choice("kind", kind, INDEX_KINDS)
     if isinstance(spec, Retriever) and not isinstance(spec, (str, os.PathLike)):
         return spec
     if isinstance(spec, str) and spec.startswith(_URL_PREFIXES):

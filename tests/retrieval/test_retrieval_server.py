@@ -76,6 +76,13 @@ def test_bad_requests_then_good(server, kwargs, status, match):
     assert good.status_code == 200 and good.json()["result"][0][0]["document"]["id"] == "t2"
 
 
+def test_body_larger_than_any_valid_request_is_413(server, local):
+    limit = create_app(local, max_topk=5, max_batch=4, max_query_chars=50).state.max_body_bytes
+    assert limit >= 4 * 50 * 12  # room for every valid request, even one of escaped characters
+    r = httpx.post(server.url + "/retrieve", content=b" " * (limit + 1), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and f"> {limit}" in r.json()["detail"]
+
+
 def test_remote_errors(server):
     with RemoteRetriever(server.url + "/retrieve") as remote:
         with pytest.raises(RemoteError, match="HTTP 422"):
