@@ -46,6 +46,7 @@ __all__ = [
     "limit_body_size",
     "warn_if_exposed",
     "DEFAULT_HOST",
+    "MAX_PORT",
     "DEFAULT_RETRIES",
     "RETRY_BACKOFF_S",
     "RETRY_STATUS",

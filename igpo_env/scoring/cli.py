@@ -15,6 +15,10 @@ import argparse
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from igpo_env.scoring.base import Scorer
 
 __all__ = ["add_arguments", "run", "build_scorer"]
 
@@ -61,7 +65,7 @@ def _check_model(model: str) -> str:
     raise FileNotFoundError(f"--model {model!r}: no such model directory (save one with save_pretrained)")
 
 
-def build_scorer(args: argparse.Namespace):
+def build_scorer(args: argparse.Namespace) -> Scorer:
     """Build the scorer that ``serve scorer`` hosts from its parsed arguments."""
     model = _check_model(args.model)
     tokenizer = _check_model(args.tokenizer) if args.tokenizer else model
@@ -77,10 +81,11 @@ def build_scorer(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and serve it until interrupted."""
+    from igpo_env._http import MAX_PORT
+    from igpo_env._validation import check_int
     from igpo_env.scoring.server import serve, validate_limits
 
-    if not 0 < args.port < 2**16:
-        raise ValueError(f"--port must be in [1, 65535], got {args.port}")
+    check_int("--port", args.port, minimum=1, maximum=MAX_PORT)
     limits = {
         "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms,

@@ -35,6 +35,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from igpo_env._validation import check_choice, check_int, check_number
 from igpo_env.error import DependencyNotInstalled
 from igpo_env.scoring.base import Context, validate_score_args
 from igpo_env.scoring.templates import IGPO_TEMPLATE, IGTemplate, render_scoring_prefix
@@ -203,16 +204,10 @@ class HFScorer:
         template: IGTemplate = IGPO_TEMPLATE,
         max_cached_streams: int = DEFAULT_MAX_CACHED_STREAMS,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"`dtype` must be one of {DTYPES}, got {dtype!r}")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
-        if pad_slack is not None and (
-            isinstance(pad_slack, bool) or not isinstance(pad_slack, (int, float)) or not pad_slack >= 1.0
-        ):
-            raise ValueError(f"`pad_slack` must be a number >= 1, got {pad_slack!r}")
-        if not isinstance(max_cached_streams, int) or max_cached_streams < 0:
-            raise ValueError(f"`max_cached_streams` must be an int >= 0, got {max_cached_streams!r}")
+        check_choice("dtype", dtype, DTYPES)
+        check_int("batch_size", batch_size, minimum=1)
+        check_number("pad_slack", pad_slack, minimum=1, optional=True)
+        check_int("max_cached_streams", max_cached_streams, minimum=0)
         if not isinstance(template, IGTemplate):
             raise TypeError(f"`template` must be an IGTemplate, got {type(template).__name__}")
         torch, transformers = _require_torch()

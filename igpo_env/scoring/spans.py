@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from igpo_env._validation import check_int
 from igpo_env.scoring.templates import IGPO_TEMPLATE, IGTemplate, render_scoring_prefix
 from igpo_env.types import Message
 
@@ -103,10 +104,8 @@ def target_span_from_offsets(
     """
     if len(text_offsets) != len(tokens):
         raise ValueError(f"{len(text_offsets)} text offsets for {len(tokens)} tokens")
-    if not 0 < n_prompt_tokens <= len(tokens):
-        raise ValueError(f"`n_prompt_tokens` must be in [1, {len(tokens)}], got {n_prompt_tokens}")
-    if not 0 <= context_chars < prompt_chars:
-        raise ValueError(f"`context_chars` must be in [0, {prompt_chars}), got {context_chars}")
+    check_int("n_prompt_tokens", n_prompt_tokens, minimum=1, maximum=len(tokens))
+    check_int("context_chars", context_chars, minimum=0, maximum=prompt_chars - 1)
     last = n_prompt_tokens - 1
     shift = max(0, int(text_offsets[last]) + len(tokens[last]) - prompt_chars)
     for i in range(n_prompt_tokens):

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from igpo_env._validation import check_int, check_number
 from igpo_env.error import DependencyNotInstalled
 from igpo_env.scoring.base import Context, validate_score_args
 from igpo_env.scoring.spans import encode_pair, gather_logprobs, logprob_of
@@ -109,20 +110,9 @@ class VLLMScorer:
     ) -> None:
         if not isinstance(dtype, str):
             raise ValueError(f"`dtype` must be a str such as 'auto' or 'bfloat16', got {dtype!r}")
-        if isinstance(gpu_memory_utilization, bool) or not isinstance(gpu_memory_utilization, (int, float)):
-            raise ValueError(f"`gpu_memory_utilization` must be a number in (0, 1], got {gpu_memory_utilization!r}")
-        if not 0 < gpu_memory_utilization <= 1:
-            raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {gpu_memory_utilization!r}")
-        if isinstance(prompt_logprobs, bool) or not isinstance(prompt_logprobs, int):
-            raise ValueError(
-                f"`prompt_logprobs` must be an int in [0, {MAX_PROMPT_LOGPROBS}], got {prompt_logprobs!r}"
-            )
-        if not 0 <= prompt_logprobs <= MAX_PROMPT_LOGPROBS:
-            raise ValueError(
-                f"`prompt_logprobs` must be an int in [0, {MAX_PROMPT_LOGPROBS}], got {prompt_logprobs!r}"
-            )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be an int >= 1, got {batch_size!r}")
+        check_number("gpu_memory_utilization", gpu_memory_utilization, minimum=0, maximum=1, strict="minimum")
+        check_int("prompt_logprobs", prompt_logprobs, minimum=0, maximum=MAX_PROMPT_LOGPROBS)
+        check_int("batch_size", batch_size, minimum=1)
         if not isinstance(template, IGTemplate):
             raise TypeError(f"`template` must be an IGTemplate, got {type(template).__name__}")
         try:

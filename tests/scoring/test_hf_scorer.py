@@ -199,7 +199,7 @@ def test_plan_batches_covers_rows_and_limits_padding():
     assert sorted(i for b in batches for i in b) == list(range(8))
     assert all(len(b) <= 3 for b in batches)
     assert not any({1, 3, 5} & set(b) and {0, 2, 6, 7} & set(b) for b in batches)  # short and long rows apart
-    with pytest.raises(ValueError, match="`pad_slack` must be a number >= 1"):
+    with pytest.raises(ValueError, match="`pad_slack` must be a finite number >= 1 or None, got 0.5"):
         HFScorer(tiny_causal_lm(), tiny_tokenizer(), pad_slack=0.5)
 
 
