@@ -30,11 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from igpo_env._validation import check_choice, check_int
 from igpo_env.data.formats import save_corpus, save_flashrag_qa
 from igpo_env.data.synthwiki.passages import PassageRenderer
 from igpo_env.data.synthwiki.questions import KIND_WEIGHTS, QuestionGenerator
 from igpo_env.data.synthwiki.splits import SPLIT_FRACTIONS, SPLITS, assign_splits
-from igpo_env.data.synthwiki.world import World, doc_id, generate_world
+from igpo_env.data.synthwiki.world import MIN_PASSAGES, World, doc_id, generate_world
 from igpo_env.types import Doc, QAExample
 
 __all__ = [
@@ -91,15 +92,6 @@ def _questions(world: World, split: str, n: int, counts: Counter, verbose: bool)
         logger.warning("split %s: only %d of %d questions found (the world is small)", split, gen.count, n)
 
 
-def _check_args(passages: Any, seed: Any, questions: Any) -> None:
-    if not isinstance(passages, int) or isinstance(passages, bool):
-        raise ValueError(f"`passages` must be an int, got {passages!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"`seed` must be an int, got {seed!r}")
-    if questions is not None and (not isinstance(questions, int) or isinstance(questions, bool) or questions < 0):
-        raise ValueError(f"`questions` must be None or an int >= 0, got {questions!r}")
-
-
 def build_world(
     out_dir: str | os.PathLike[str],
     passages: int = DEFAULT_PASSAGES,
@@ -130,7 +122,9 @@ def build_world(
         >>> sorted(p.name for p in out.iterdir())
         ['corpus.jsonl', 'dev.jsonl', 'test.jsonl', 'train.jsonl', 'world.json']
     """
-    _check_args(passages, seed, questions)
+    passages = check_int("passages", passages, minimum=MIN_PASSAGES)
+    seed = check_int("seed", seed)
+    questions = check_int("questions", questions, minimum=0, optional=True)
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,8 +176,7 @@ def default_world(seed: int = 0) -> Path:
     """
     from igpo_env.cache import cache_dir
 
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"`seed` must be an int, got {seed!r}")
+    seed = check_int("seed", seed)
     root = cache_dir("worlds")
     path = root / f"synthwiki-v{GENERATOR_VERSION}-s{seed}-n{DEFAULT_PASSAGES}"
     if (path / WORLD_FILE).is_file():
@@ -213,8 +206,7 @@ def load_synthwiki(split: str = "train", seed: int = 0) -> list[QAExample]:
         >>> ex.supporting_doc_ids[0].startswith("sw-")
         True
     """
-    if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}")
+    check_choice("split", split, SPLITS)
     from igpo_env.data import load_qa
 
     return load_qa(default_world(seed), split=split)

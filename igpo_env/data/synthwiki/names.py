@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import random
 
+from igpo_env._validation import check_number
+
 __all__ = ["NameGenerator", "ONSETS", "VOWELS", "CODAS"]
 
 ONSETS = (
@@ -66,8 +68,7 @@ class NameGenerator:
     """
 
     def __init__(self, rng: random.Random, near_duplicate_rate: float = NEAR_DUPLICATE_RATE) -> None:
-        if not 0.0 <= near_duplicate_rate < 1.0:
-            raise ValueError(f"`near_duplicate_rate` must be in [0, 1), got {near_duplicate_rate}")
+        check_number("near_duplicate_rate", near_duplicate_rate, minimum=0, maximum=1, strict="maximum")
         self.rng = rng
         self.near_duplicate_rate = near_duplicate_rate
         self.used: set[str] = set()

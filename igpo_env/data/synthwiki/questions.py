@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from igpo_env._validation import check_choice, check_int
 from igpo_env.data.synthwiki.passages import subject_name, value_forms
 from igpo_env.data.synthwiki.splits import SPLITS
 from igpo_env.data.synthwiki.world import ENTITY_RELATIONS, Entity, World, doc_id
@@ -112,8 +113,7 @@ def chain_signatures(hops: int) -> list[tuple[str, tuple[str, ...]]]:
         >>> ("film", ("directed_by", "born_in")) in chain_signatures(2)
         True
     """
-    if hops < 1:
-        raise ValueError(f"`hops` must be >= 1, got {hops}")
+    check_int("hops", hops, minimum=1)
     finals: dict[str, list[str]] = {}
     for t, rel in QUESTIONS:
         finals.setdefault(t, []).append(rel)
@@ -155,8 +155,7 @@ class QuestionGenerator:
     """
 
     def __init__(self, world: World, split: str, seed: int = 0) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}")
+        check_choice("split", split, SPLITS)
         self.world = world
         self.split = split
         self.rng = random.Random(f"synthwiki-questions:{seed}:{split}")
@@ -170,8 +169,7 @@ class QuestionGenerator:
 
     def generate(self, kind: str) -> QAExample | None:
         """One fresh question of ``kind`` (see :data:`QUESTION_KINDS`), or None if none was found."""
-        if kind not in KIND_WEIGHTS:
-            raise ValueError(f"`kind` must be one of {QUESTION_KINDS}, got {kind!r}")
+        check_choice("kind", kind, QUESTION_KINDS)
         for _ in range(MAX_ATTEMPTS):
             ex = self._comparison() if kind == "comparison" else self._chain(int(kind[0]))
             if ex is not None:

@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from igpo_env._validation import check_int
 from igpo_env.data.synthwiki.names import NameGenerator
 
 __all__ = [
@@ -474,11 +475,7 @@ def generate_world(passages: int, seed: int = 0) -> World:
         >>> len(w.slots), sum(1 for s in w.slots if s < 0) == len(w.distractors)
         (100, True)
     """
-    if not isinstance(passages, int) or isinstance(passages, bool) or passages < MIN_PASSAGES:
-        raise ValueError(f"`passages` must be an int >= {MIN_PASSAGES}, got {passages!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"`seed` must be an int, got {seed!r}")
-    b = _Builder(passages, seed)
+    b = _Builder(check_int("passages", passages, minimum=MIN_PASSAGES), check_int("seed", seed))
     b.people()
     b.places()
     b.institutions()

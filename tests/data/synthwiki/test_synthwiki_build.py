@@ -117,7 +117,7 @@ def test_build_world_validates_args(tmp_path):
         build_world(tmp_path, passages="10")
     with pytest.raises(ValueError, match="`seed` must be an int"):
         build_world(tmp_path, passages=100, seed=1.5)
-    with pytest.raises(ValueError, match="`questions` must be None or an int >= 0"):
+    with pytest.raises(ValueError, match="`questions` must be an int >= 0 or None, got -1"):
         build_world(tmp_path, passages=100, questions=-1)
     with pytest.raises(ValueError, match=">= 50"):
         build_world(tmp_path, passages=3)

@@ -96,7 +96,7 @@ def test_chain_signatures():
     sig3 = chain_signatures(3)
     assert ("film", ("directed_by", "born_in", "country")) in sig3
     assert not any(("capital", "country") == rels[i : i + 2] for _, rels in sig3 for i in range(2))
-    with pytest.raises(ValueError, match="`hops` must be >= 1"):
+    with pytest.raises(ValueError, match="`hops` must be an int >= 1"):
         chain_signatures(0)
 
 
