@@ -26,6 +26,7 @@ import re
 from collections.abc import Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
+from igpo_env._validation import check_number
 from igpo_env.types import Message, TargetScore
 
 __all__ = ["Scorer", "CachingScorer", "Context", "OverlapScorer", "validate_score_args", "context_text"]
@@ -143,11 +144,8 @@ class OverlapScorer:
     """
 
     def __init__(self, hit: float = 0.9, miss: float = 0.05) -> None:
-        for name, value in (("hit", hit), ("miss", miss)):
-            if not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-                raise ValueError(f"`{name}` must be a probability in (0, 1], got {value!r}")
-        self.hit = float(hit)
-        self.miss = float(miss)
+        self.hit = check_number("hit", hit, minimum=0, maximum=1, strict="minimum")
+        self.miss = check_number("miss", miss, minimum=0, maximum=1, strict="minimum")
 
     def score(self, contexts: Sequence[Context], targets: Sequence[str]) -> list[TargetScore]:
         """Score each target word by its presence in the matching context."""

@@ -20,7 +20,7 @@ def test_protocols():
 
 
 def test_validation_messages():
-    with pytest.raises(ValueError, match="`hit` must be a probability"):
+    with pytest.raises(ValueError, match=r"`hit` must be a number in \(0, 1\], got 0.0"):
         OverlapScorer(hit=0.0)
     with pytest.raises(TypeError, match="must be lists"):
         validate_score_args("abc", ["a"])
