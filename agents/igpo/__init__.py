@@ -4,7 +4,7 @@ The config and trainer import TRL and torch, so they load on first attribute acc
 
 Example:
     >>> from agents.igpo import advantages
-    >>> advantages.NORMALIZATIONS
+    >>> advantages.ADVANTAGE_NORMALIZATIONS
     ('joint', 'separate')
 """
 

@@ -1,6 +1,6 @@
 """Pure advantage math for IGPO: turn rewards in, per-turn or per-token advantages out. No models, no I/O.
 
-Two semantics, both named in ``DESIGN.md`` ("Advantages"):
+Two semantics, chosen by ``IGPOConfig.advantage``:
 
 - :func:`paper_turn_advantages` (``advantage="paper"``, default): per rollout, turn rewards ``r_1..r_{T-1}``
   (information gain) and ``r_T`` (outcome) are z-scored within the group of rollouts of the same prompt, either
@@ -28,8 +28,10 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from igpo_env._validation import check_choice, check_fraction, check_int, check_number
+
 __all__ = [
-    "NORMALIZATIONS",
+    "ADVANTAGE_NORMALIZATIONS",
     "DEFAULT_EPS",
     "group_indices",
     "paper_turn_advantages",
@@ -38,8 +40,9 @@ __all__ = [
     "turn_to_token_advantages",
 ]
 
-NORMALIZATIONS = ("joint", "separate")
-"""How turn rewards are z-scored within a group."""
+ADVANTAGE_NORMALIZATIONS = ("joint", "separate")
+"""How turn rewards are z-scored within a group (``IGPOConfig.normalization``; not the answer normalizations of
+:data:`igpo_env.metrics.ANSWER_NORMALIZATIONS`)."""
 
 DEFAULT_EPS = 1e-6
 """Added to the population std before dividing (a constant group gives advantages 0, not NaN)."""
@@ -70,10 +73,8 @@ def _check_common(ig_rewards, outcomes, group_ids, gamma, eps) -> None:
             f"`ig_rewards`, `outcomes` and `group_ids` must have one entry per rollout, got lengths "
             f"{len(ig_rewards)}, {len(outcomes)}, {len(group_ids)}"
         )
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"`gamma` must be in [0, 1], got {gamma}")
-    if eps <= 0:
-        raise ValueError(f"`eps` must be > 0, got {eps}")
+    check_fraction("gamma", gamma)
+    check_number("eps", eps, minimum=0, strict=True)
 
 
 def paper_turn_advantages(
@@ -108,10 +109,8 @@ def paper_turn_advantages(
         [[1.0, 1.0], [-1.0]]
     """
     _check_common(ig_rewards, outcomes, group_ids, gamma, eps)
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if ig_coef < 0:
-        raise ValueError(f"`ig_coef` must be >= 0, got {ig_coef}")
+    check_choice("normalization", normalization, ADVANTAGE_NORMALIZATIONS)
+    check_number("ig_coef", ig_coef, minimum=0)
     use_ig = ig_coef != 0.0
     normed: list[list[float]] = [[] for _ in outcomes]
     for idx in group_indices(group_ids):
@@ -163,8 +162,7 @@ def released_token_rewards(
         >>> released_token_rewards(5, [2], [0.5], 1.0).tolist()
         [0.0, 0.0, 0.5, 0.0, 1.0]
     """
-    if length < 1:
-        raise ValueError(f"`length` must be >= 1, got {length}")
+    check_int("length", length, minimum=1)
     if len(ig_positions) != len(ig_rewards):
         raise ValueError(f"`ig_positions` and `ig_rewards` differ in length: {len(ig_positions)} != {len(ig_rewards)}")
     rewards = np.zeros(length, dtype=np.float64)

@@ -1,4 +1,8 @@
-"""Configuration of :class:`~agents.igpo.igpo_trainer.IGPOTrainer`: TRL's ``GRPOConfig`` plus the IGPO fields."""
+"""Configuration of :class:`~agents.igpo.igpo_trainer.IGPOTrainer`: TRL's ``GRPOConfig`` plus the IGPO fields.
+
+Every field has a ``help`` string, so ``igpo-env train --help`` (built by ``trl.TrlParser`` from this class, see
+:mod:`agents.igpo.cli`) lists it with its default.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,18 @@ from typing import Any
 
 from trl import GRPOConfig
 
-from agents.igpo.advantages import DEFAULT_EPS, NORMALIZATIONS
+from agents.igpo.advantages import ADVANTAGE_NORMALIZATIONS, DEFAULT_EPS
+from igpo_env._validation import check_choice, check_fraction, check_int, check_number
+from igpo_env.actions import STOP_STRINGS
+from igpo_env.scoring.math import ALIAS_MODES, MODES
 
-__all__ = ["IGPOConfig", "ADVANTAGES", "IG_MODES", "IG_ALIASES"]
+__all__ = ["IGPOConfig", "ADVANTAGES", "PER_TOKEN_LOSS_TYPES"]
 
 ADVANTAGES = ("paper", "released")
 """Advantage semantics: the IGPO paper's or IGPO's released code's (see ``agents.igpo.advantages``)."""
 
-IG_MODES = ("prob_diff", "log_prob_diff")
-"""Information-gain modes (``igpo_env.scoring.math``)."""
-
-IG_ALIASES = ("first", "max", "mean")
-"""How gold aliases are combined into one score."""
+PER_TOKEN_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo")
+"""TRL ``loss_type`` values whose loss takes per-token advantages (the ones IGPOTrainer can use)."""
 
 IGPO_BETA = 0.001
 """IGPO's KL coefficient."""
@@ -55,6 +59,8 @@ class IGPOConfig(GRPOConfig):
         advantage (`str`, defaults to `"paper"`): `"paper"` or `"released"` (IGPO's code: raw returns per token,
             per-position group-mean baseline, no std; needs `gamma=1`).
         advantage_eps (`float`, defaults to `1e-6`): Added to the population std when z-scoring.
+        prompts_per_step (`int` or `None`, defaults to `None`): Prompts per device and optimizer step; when set,
+            `per_device_train_batch_size` becomes `prompts_per_step * num_generations`.
         max_turns (`int`, defaults to `10`): Turn limit of an episode.
         max_turn_tokens (`int`, defaults to `128`): New tokens per assistant turn.
         max_completion_length (`int`, defaults to `2048`, changed): Budget of completion tokens per rollout,
@@ -62,20 +68,25 @@ class IGPOConfig(GRPOConfig):
         env_id (`str`, defaults to `"SearchQA-v0"`): Gymnasium id of the environment.
         env_kwargs (`dict`, defaults to `{}`): JSON-serializable keyword arguments of the environment (`dataset` /
             `retriever` as paths or URLs, `top_k`, `reward`, ...): checkpoints save the config. Pass live objects (a
-            retriever, a list of QAExample) through `IGPOTrainer(env_kwargs=...)` instead.
+            retriever, a list of QAExample) through `IGPOTrainer(env_kwargs=...)` instead. A string is parsed as a
+            JSON object (the command line's form).
         scorer (`str`, defaults to `"policy"`): IG scorer: `"policy"` (the current policy, scored as a branch off
             the rollout's KV cache, as IGPO), a local model path (`HFScorer`) or an `http(s)://` scorer URL.
         beta (`float`, defaults to `0.001`, changed): KL coefficient (IGPO's value).
-        stop_strings (`list[str]`, defaults to `["</search>", "</answer>"]`): An assistant turn ends at the first of
-            these (or at the end-of-turn token).
+        stop_strings (`list[str]`, defaults to `igpo_env.actions.STOP_STRINGS`): An assistant turn ends at the
+            first of these (or at the end-of-turn token).
         log_completions (`bool`, defaults to `False`): TRL's completions table (off: multi-turn rollouts are long).
         bf16 (`bool`, changed): defaults to `False` on a machine without a GPU (TRL's `True` fails there).
+        loss_type (`str`, changed): only the values of :data:`PER_TOKEN_LOSS_TYPES` (losses of per-token advantages).
 
     Example:
         >>> cfg = IGPOConfig(output_dir="/tmp/igpo-doc", num_generations=4, per_device_train_batch_size=4,
         ...                  report_to="none")
         >>> cfg.ig_coef, cfg.normalization, cfg.advantage, cfg.beta
         (1.0, 'joint', 'paper', 0.001)
+        >>> IGPOConfig(output_dir="/tmp/igpo-doc", num_generations=4, prompts_per_step=3,
+        ...            report_to="none").per_device_train_batch_size
+        12
         >>> IGPOConfig(output_dir="/tmp/igpo-doc", normalization="both", report_to="none")
         Traceback (most recent call last):
         ...
@@ -88,15 +99,18 @@ class IGPOConfig(GRPOConfig):
     )
     ig_mode: str = field(
         default="prob_diff",
-        metadata={"help": "Information gain: 'prob_diff' (p_t - p_{t-1}, IGPO) or 'log_prob_diff'."},
+        metadata={"help": "Information gain: 'prob_diff' (p_t - p_{t-1}, IGPO) or 'log_prob_diff'.", "choices": MODES},
     )
     ig_alias: str = field(
         default="first",
-        metadata={"help": "Gold alias used for IG: 'first' (IGPO), 'max' or 'mean'."},
+        metadata={"help": "Gold alias used for IG: 'first' (IGPO), 'max' or 'mean'.", "choices": ALIAS_MODES},
     )
     normalization: str = field(
         default="joint",
-        metadata={"help": "Group z-scoring of turn rewards (paper advantage): 'joint' or 'separate'."},
+        metadata={
+            "help": "Group z-scoring of turn rewards (paper advantage): 'joint' or 'separate'.",
+            "choices": ADVANTAGE_NORMALIZATIONS,
+        },
     )
     gamma: float = field(
         default=1.0,
@@ -104,11 +118,21 @@ class IGPOConfig(GRPOConfig):
     )
     advantage: str = field(
         default="paper",
-        metadata={"help": "'paper' (group z-scored turn rewards) or 'released' (IGPO code: per-token returns)."},
+        metadata={
+            "help": "'paper' (group z-scored turn rewards) or 'released' (IGPO code: per-token returns).",
+            "choices": ADVANTAGES,
+        },
     )
     advantage_eps: float = field(
         default=DEFAULT_EPS,
         metadata={"help": "Added to the population std when z-scoring turn rewards."},
+    )
+    prompts_per_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts per device and optimizer step; when set, per_device_train_batch_size = prompts_per_step "
+            "* num_generations (None: use per_device_train_batch_size)."
+        },
     )
     max_turns: int = field(
         default=DEFAULT_MAX_TURNS,
@@ -126,9 +150,12 @@ class IGPOConfig(GRPOConfig):
         default="SearchQA-v0",
         metadata={"help": "Gymnasium id of the environment."},
     )
-    env_kwargs: dict[str, Any] | None = field(
+    env_kwargs: dict[str, Any] | str | None = field(
         default=None,
-        metadata={"help": "Keyword arguments of the environment (dataset, retriever, top_k, reward, ...)."},
+        metadata={
+            "help": "Keyword arguments of the environment (dataset, retriever, top_k, reward, ...); a JSON object on "
+            "the command line."
+        },
     )
     scorer: str = field(
         default="policy",
@@ -150,29 +177,23 @@ class IGPOConfig(GRPOConfig):
     def __post_init__(self):
         if self.bf16 is None and not self.fp16 and not _has_accelerator():
             self.bf16 = False  # TRL defaults to bf16, which transformers rejects on a CPU-only machine
+        if check_int("prompts_per_step", self.prompts_per_step, minimum=1, optional=True) is not None:
+            self.per_device_train_batch_size = self.prompts_per_step * self.num_generations
         super().__post_init__()
-        if self.ig_coef < 0:
-            raise ValueError(f"`ig_coef` must be >= 0, got {self.ig_coef}")
-        if self.ig_mode not in IG_MODES:
-            raise ValueError(f"`ig_mode` must be one of {IG_MODES}, got {self.ig_mode!r}")
-        if self.ig_alias not in IG_ALIASES:
-            raise ValueError(f"`ig_alias` must be one of {IG_ALIASES}, got {self.ig_alias!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"`gamma` must be in [0, 1], got {self.gamma}")
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"`advantage` must be one of {ADVANTAGES}, got {self.advantage!r}")
+        check_number("ig_coef", self.ig_coef, minimum=0)
+        check_choice("ig_mode", self.ig_mode, MODES)
+        check_choice("ig_alias", self.ig_alias, ALIAS_MODES)
+        check_choice("normalization", self.normalization, ADVANTAGE_NORMALIZATIONS)
+        check_fraction("gamma", self.gamma)
+        check_choice("advantage", self.advantage, ADVANTAGES)
         if self.advantage == "released" and self.gamma != 1.0:
             raise ValueError(
                 f"`advantage='released'` uses IGPO's undiscounted returns; set `gamma=1.0`, got {self.gamma}"
             )
-        if self.advantage_eps <= 0:
-            raise ValueError(f"`advantage_eps` must be > 0, got {self.advantage_eps}")
-        if self.max_turns < 1:
-            raise ValueError(f"`max_turns` must be >= 1, got {self.max_turns}")
-        if self.max_turn_tokens < 1:
-            raise ValueError(f"`max_turn_tokens` must be >= 1, got {self.max_turn_tokens}")
+        check_number("advantage_eps", self.advantage_eps, minimum=0, strict=True)
+        check_int("max_turns", self.max_turns, minimum=1)
+        check_int("max_turn_tokens", self.max_turn_tokens, minimum=1)
+        check_int("max_completion_length", self.max_completion_length, minimum=1, optional=True)
         if self.max_completion_length is not None and self.max_completion_length < self.max_turn_tokens:
             raise ValueError(
                 f"`max_completion_length` ({self.max_completion_length}) must be >= `max_turn_tokens` "
@@ -180,18 +201,28 @@ class IGPOConfig(GRPOConfig):
             )
         if not isinstance(self.scorer, str) or not self.scorer:
             raise ValueError(f"`scorer` must be 'policy', a model path or a URL, got {self.scorer!r}")
-        if self.env_kwargs is None:
-            self.env_kwargs = {}
-        if not isinstance(self.env_kwargs, dict):
-            raise TypeError(f"`env_kwargs` must be a dict, got {type(self.env_kwargs).__name__}")
-        try:
-            json.dumps(self.env_kwargs)
-        except TypeError as e:
-            raise TypeError(
-                f"`env_kwargs` must be JSON-serializable (checkpoints save the config): {e}. Pass objects such as a "
-                "retriever or a list of QAExample through IGPOTrainer(env_kwargs=...) instead"
-            ) from e
+        self.env_kwargs = _env_kwargs(self.env_kwargs)
         if self.stop_strings is None:
-            self.stop_strings = ["</search>", "</answer>"]
-        if self.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo"):
-            raise ValueError(f"`loss_type={self.loss_type!r}` does not support per-token advantages in IGPOTrainer")
+            self.stop_strings = list(STOP_STRINGS)
+        check_choice("loss_type", self.loss_type, PER_TOKEN_LOSS_TYPES)
+
+
+def _env_kwargs(value: Any) -> dict[str, Any]:
+    """Return ``env_kwargs`` as a JSON-serializable dict (``None``: ``{}``; a string: parsed as a JSON object)."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"`env_kwargs` must be a JSON object such as '{{\"top_k\": 3}}', got {value!r}") from e
+    if not isinstance(value, dict):
+        raise TypeError(f"`env_kwargs` must be a dict, got {type(value).__name__}")
+    try:
+        json.dumps(value)
+    except TypeError as e:
+        raise TypeError(
+            f"`env_kwargs` must be JSON-serializable (checkpoints save the config): {e}. Pass objects such as a "
+            "retriever or a list of QAExample through IGPOTrainer(env_kwargs=...) instead"
+        ) from e
+    return value

@@ -109,11 +109,15 @@ def test_turn_broadcast_and_validation():
         turn_to_token_advantages([1.0], [(1, 9)], 4)
     with pytest.raises(ValueError, match="`normalization` must be one of"):
         paper_turn_advantages(IG, OUT, [0, 0], normalization="both")
-    with pytest.raises(ValueError, match="`gamma` must be in"):
+    with pytest.raises(ValueError, match=r"`gamma` must be a number in \[0, 1\], got 1.5"):
         paper_turn_advantages(IG, OUT, [0, 0], gamma=1.5)
     with pytest.raises(ValueError, match="one entry per rollout"):
         paper_turn_advantages(IG, OUT, [0])
-    with pytest.raises(ValueError, match="`ig_coef` must be >= 0"):
+    with pytest.raises(ValueError, match="`ig_coef` must be a finite number >= 0, got -1"):
         paper_turn_advantages(IG, OUT, [0, 0], ig_coef=-1)
+    with pytest.raises(ValueError, match="`eps` must be a finite number > 0, got 0"):
+        paper_turn_advantages(IG, OUT, [0, 0], eps=0)
+    with pytest.raises(ValueError, match="`length` must be an int >= 1, got 0"):
+        released_token_rewards(0, [], [], 1.0)
     with pytest.raises(ValueError, match="outside the completion"):
         released_token_rewards(3, [5], [0.1], 1.0)
