@@ -1,10 +1,11 @@
 import httpx
 import pytest
 
+from igpo_env._http import ServerThread
 from igpo_env.data.toy import toy_corpus, toy_qa
 from igpo_env.error import RemoteError
 from igpo_env.retrieval import BM25Retriever, RemoteRetriever, get_retriever
-from igpo_env.retrieval.server import ServerThread, create_app
+from igpo_env.retrieval.server import create_app
 
 
 @pytest.fixture(scope="module")

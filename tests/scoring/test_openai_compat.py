@@ -9,10 +9,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from testing_utils import tiny_causal_lm, tiny_tokenizer
 
+from igpo_env._http import ServerThread
 from igpo_env.error import RemoteError
 from igpo_env.scoring.hf import HFScorer
 from igpo_env.scoring.openai_compat import OpenAICompatScorer
-from igpo_env.scoring.server import ServerThread
 from igpo_env.scoring.spans import encode_pair, gather_logprobs, target_span_from_offsets
 from igpo_env.scoring.templates import render_scoring_prefix
 

@@ -5,10 +5,11 @@ import time
 import httpx
 import pytest
 
+from igpo_env._http import ServerThread
 from igpo_env.error import RemoteError
 from igpo_env.scoring.base import OverlapScorer
 from igpo_env.scoring.client import RemoteScorer
-from igpo_env.scoring.server import ServerThread, create_app
+from igpo_env.scoring.server import create_app
 from igpo_env.types import TargetScore
 
 CONTEXTS = [
