@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Hashable, Sequence
@@ -29,7 +30,15 @@ from typing import Protocol, runtime_checkable
 from igpo_env._validation import check_number
 from igpo_env.types import Message, TargetScore
 
-__all__ = ["Scorer", "CachingScorer", "Context", "OverlapScorer", "validate_score_args", "context_text"]
+__all__ = [
+    "Scorer",
+    "CachingScorer",
+    "Context",
+    "OverlapScorer",
+    "validate_score_args",
+    "context_text",
+    "is_caching_scorer",
+]
 
 Context = list[Message] | str
 """A scoring context: a chat transcript (rendered by the scorer's template) or a rendered prefix string (verbatim)."""
@@ -79,6 +88,24 @@ class CachingScorer(Scorer, Protocol):
     def release(self, cache_keys: Sequence[Hashable]) -> None:
         """Forget the cached state of these keys (unknown keys are ignored)."""
         ...
+
+
+def is_caching_scorer(scorer: object) -> bool:
+    """Whether ``scorer`` caches prefixes: its ``score`` takes ``cache_keys`` and it has ``release(keys)``.
+
+    The one test of :class:`CachingScorer` (a ``runtime_checkable`` ``isinstance`` sees the method names only, not
+    the ``cache_keys`` argument): wrappers, rollouts and the scorer server pass cache keys only where it holds.
+
+    Example:
+        >>> is_caching_scorer(OverlapScorer())
+        False
+    """
+    if not callable(getattr(scorer, "release", None)) or not callable(getattr(scorer, "score", None)):
+        return False
+    try:
+        return "cache_keys" in inspect.signature(scorer.score).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a readable signature
+        return False
 
 
 def validate_score_args(contexts: Sequence[Context], targets: Sequence[str]) -> None:

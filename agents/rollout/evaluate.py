@@ -1,0 +1,108 @@
+"""The one evaluation function: greedy episodes through the rollout loop, EM/F1 overall and per data source.
+
+:func:`evaluate_policy` defines "dev F1" everywhere: the trainer's dev eval, ``igpo-env eval`` and the bootstrap
+quality report all call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agents.rollout.loop import generate_rollouts
+from agents.rollout.turns import Rollout
+from igpo_env._validation import check_int
+from igpo_env.actions import STOP_STRINGS
+
+__all__ = ["evaluate_policy"]
+
+
+def evaluate_policy(
+    model: Any,
+    tokenizer: Any,
+    envs: Sequence[Any],
+    question_ids: Sequence[str] | None = None,
+    *,
+    limit: int | None = None,
+    max_turns: int = 10,
+    max_turn_tokens: int = 128,
+    max_completion_length: int | None = None,
+    stop_strings: Sequence[str] = STOP_STRINGS,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Greedy-decode one episode per question and report EM/F1 overall and per data source.
+
+    Args:
+        model: A transformers causal LM.
+        tokenizer: Its tokenizer.
+        envs: SearchQA envs (the batch size is ``len(envs)``); their dataset is evaluated.
+        question_ids: Questions to play (default: every question of ``envs[0]``'s dataset).
+        limit: Play only the first ``limit`` questions.
+        max_turns: Turn limit.
+        max_turn_tokens: New tokens per assistant turn.
+        max_completion_length: Completion token budget per episode.
+        stop_strings: A turn ends at the first of these.
+        verbose: Show a progress bar.
+
+    Returns:
+        ``{"em", "f1", "n", "answered", "mean_turns", "well_formed_rate", "by_source": {source: {"em", "f1", "n"}}}``
+        (``well_formed_rate``: share of turns the env parsed as a search or an answer).
+
+    Example:
+        >>> from igpo_env.data.toy import toy_corpus, toy_qa
+        >>> from igpo_env.retrieval import BM25Retriever
+        >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+        >>> from agents.rollout import make_envs
+        >>> envs = make_envs(2, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
+        >>> res = evaluate_policy(tiny_causal_lm(), tiny_tokenizer(), envs, limit=2, max_turns=1, max_turn_tokens=3)
+        >>> res["n"], sorted(res)
+        (2, ['answered', 'by_source', 'em', 'f1', 'mean_turns', 'n', 'well_formed_rate'])
+    """
+    from tqdm.auto import tqdm
+
+    if not envs:
+        raise ValueError("`envs` must hold at least one env")
+    if question_ids is None:
+        question_ids = [ex.id for ex in getattr(envs[0], "unwrapped", envs[0]).examples]
+    question_ids = list(question_ids)
+    if limit is not None:
+        check_int("limit", limit, minimum=1)
+        question_ids = question_ids[:limit]
+    if not question_ids:
+        raise ValueError("no questions to evaluate")
+    size = len(envs)
+    rollouts: list[Rollout] = []
+    for start in tqdm(range(0, len(question_ids), size), desc="eval", disable=not verbose):
+        chunk = question_ids[start : start + size]
+        out, _ = generate_rollouts(
+            model,
+            tokenizer,
+            envs,
+            chunk,
+            max_turns=max_turns,
+            max_turn_tokens=max_turn_tokens,
+            max_completion_length=max_completion_length,
+            temperature=0.0,
+            stop_strings=stop_strings,
+        )
+        rollouts.extend(out)
+    by_source: dict[str, dict[str, float]] = {}
+    for r in rollouts:
+        agg = by_source.setdefault(r.data_source, {"em": 0.0, "f1": 0.0, "n": 0})
+        agg["em"] += r.em
+        agg["f1"] += r.f1
+        agg["n"] += 1
+    for agg in by_source.values():
+        agg["em"] /= agg["n"]
+        agg["f1"] /= agg["n"]
+    total = len(rollouts)
+    turn_types = [t for r in rollouts for t in r.action_types]
+    return {
+        "em": sum(r.em for r in rollouts) / total,
+        "f1": sum(r.f1 for r in rollouts) / total,
+        "n": total,
+        "answered": sum(r.terminated for r in rollouts) / total,
+        "mean_turns": sum(r.num_turns for r in rollouts) / total,
+        "well_formed_rate": sum(t != "invalid" for t in turn_types) / max(1, len(turn_types)),
+        "by_source": dict(sorted(by_source.items())),
+    }
