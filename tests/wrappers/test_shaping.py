@@ -66,4 +66,5 @@ def test_stacked_records_nest_and_rewards_add():
     assert info["shaping"]["scheme"] == "outer" and info["shaping"]["inner"]["scheme"] == "potential"
     _, r, *_, info = outer.step("<search>Ostrand</search>")
     assert r == pytest.approx((3 - 1) + 10.0 * (3 - 1))
-    assert info["shaping"]["reward"] == pytest.approx(20.0) and info["shaping"]["inner"]["reward"] == pytest.approx(2.0)
+    assert info["shaping"]["reward"] == pytest.approx(20.0)
+    assert info["shaping"]["inner"]["reward"] == pytest.approx(2.0)
