@@ -27,14 +27,14 @@ import asyncio
 import logging
 import threading
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from igpo_env._http import DEFAULT_HOST, ServerThread, limit_body_size, max_body_bytes, warn_if_exposed
 from igpo_env._validation import check_int, check_number
 from igpo_env.error import DependencyNotInstalled, Error, RemoteError
-from igpo_env.scoring.base import Scorer, is_caching_scorer
+from igpo_env.scoring.base import CachingScorer, Scorer, is_caching_scorer
 from igpo_env.types import TargetScore
 
 if TYPE_CHECKING:
@@ -147,13 +147,14 @@ class _DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._lock = threading.Lock()  # one scorer call (score or release) at a time
-        self.caching = is_caching_scorer(scorer)
+        self._caching_scorer = cast("CachingScorer", scorer) if is_caching_scorer(scorer) else None
+        self.caching = self._caching_scorer is not None
 
     def release(self, keys: list[str]) -> None:
         """Forget the scorer's prefix caches of ``keys`` (runs in a worker thread)."""
-        if self.caching:
+        if self._caching_scorer is not None:
             with self._lock:
-                self._scorer.release(keys)
+                self._caching_scorer.release(keys)
         self._stats.released += len(keys)
 
     async def start(self) -> None:
@@ -246,8 +247,8 @@ class _DynamicBatcher:
         targets = [p.targets[i] for p, i in chunk]
         keys = [p.keys[i] if p.keys is not None else None for p, i in chunk]
         with self._lock:
-            if self.caching and any(k is not None for k in keys):
-                scores = list(self._scorer.score(contexts, targets, cache_keys=keys))
+            if self._caching_scorer is not None and any(k is not None for k in keys):
+                scores = list(self._caching_scorer.score(contexts, targets, cache_keys=keys))
             else:
                 scores = list(self._scorer.score(contexts, targets))
         if len(scores) != len(chunk):
