@@ -50,10 +50,35 @@ import gymnasium as gym
 from igpo_env._validation import check_choice, check_number
 from igpo_env.types import Message
 
-__all__ = ["PotentialShapingWrapper", "TurnShapingWrapper", "messages_of", "SHAPING_KEY"]
+__all__ = [
+    "PotentialShapingWrapper",
+    "TurnShapingWrapper",
+    "messages_of",
+    "check_potential_args",
+    "SHAPING_KEY",
+    "POTENTIAL_FINAL_MODES",
+]
 
 SHAPING_KEY = "shaping"
 """The ``info`` key every shaping wrapper writes its ``{"scheme", "reward", "parts"}`` record under."""
+
+POTENTIAL_FINAL_MODES = ("outcome", "outcome+shaping")
+"""Reward of the answering turn under potential-based shaping: the outcome only, or the outcome plus the term."""
+
+
+def check_potential_args(coef: Any, gamma: Any, final: Any) -> tuple[float, float]:
+    """Validate the arguments of a potential-based scheme; return ``(coef, gamma)`` as floats.
+
+    Example:
+        >>> check_potential_args(1, 1.5, "outcome")
+        Traceback (most recent call last):
+        ...
+        ValueError: `gamma` must be a number in [0, 1], got 1.5
+    """
+    coef = check_number("coef", coef, minimum=0.0)
+    gamma = check_number("gamma", gamma, minimum=0.0, maximum=1.0)
+    check_choice("final", final, POTENTIAL_FINAL_MODES)
+    return coef, gamma
 
 
 def messages_of(env: gym.Env, info: dict[str, Any]) -> list[Message]:
@@ -213,7 +238,7 @@ class PotentialShapingWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArg
         v0.2.0: ``info["shaping"]`` follows the common layout (``phi_prev`` / ``phi`` under ``parts``).
     """
 
-    FINAL_MODES = ("outcome", "outcome+shaping")
+    FINAL_MODES = POTENTIAL_FINAL_MODES
 
     def __init__(
         self,
@@ -225,9 +250,7 @@ class PotentialShapingWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArg
     ) -> None:
         if not callable(potential_fn):
             raise TypeError(f"`potential_fn` must be callable (messages, ground_truth) -> float, got {potential_fn!r}")
-        coef = check_number("coef", coef, minimum=0.0)
-        gamma = check_number("gamma", gamma, minimum=0.0, maximum=1.0)
-        check_choice("final", final, self.FINAL_MODES)
+        coef, gamma = check_potential_args(coef, gamma, final)
         gym.utils.RecordConstructorArgs.__init__(
             self, potential_fn=potential_fn, coef=coef, gamma=gamma, final=final, _disable_deepcopy=True
         )

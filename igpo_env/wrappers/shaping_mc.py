@@ -20,9 +20,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from igpo_env._validation import check_choice, check_int, check_number
+from igpo_env._validation import check_int
 from igpo_env.types import Message
-from igpo_env.wrappers.shaping import TurnShapingWrapper
+from igpo_env.wrappers.shaping import POTENTIAL_FINAL_MODES, TurnShapingWrapper, check_potential_args
 
 __all__ = ["MCValueWrapper", "DEFAULT_MC_ROLLOUTS"]
 
@@ -68,7 +68,7 @@ class MCValueWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs):
         v0.2.0: added.
     """
 
-    FINAL_MODES = ("outcome", "outcome+shaping")
+    FINAL_MODES = POTENTIAL_FINAL_MODES
 
     def __init__(
         self,
@@ -86,9 +86,7 @@ class MCValueWrapper(TurnShapingWrapper, gym.utils.RecordConstructorArgs):
         k = check_int("k", k, minimum=1)
         if env_factory is not None and not callable(env_factory):
             raise TypeError(f"`env_factory` must be callable () -> env or None, got {env_factory!r}")
-        coef = check_number("coef", coef, minimum=0.0)
-        gamma = check_number("gamma", gamma, minimum=0.0, maximum=1.0)
-        check_choice("final", final, self.FINAL_MODES)
+        coef, gamma = check_potential_args(coef, gamma, final)
         max_turns = check_int("max_turns", max_turns, minimum=1, optional=True)
         if env_factory is None and env.unwrapped.spec is None:
             raise ValueError(
