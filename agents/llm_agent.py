@@ -1,8 +1,10 @@
 """An agent that plays SearchQA-v0 with any Hugging Face causal LM and its tokenizer.
 
-The transcript in ``info["messages"]`` is rendered with the tokenizer's chat template (generation prompt on), the model
-generates the next assistant turn, and generation stops at ``</search>``, ``</answer>`` or the end-of-turn token.
-Many episodes are played in lock step so that each generation call is one left-padded batch.
+:meth:`LLMAgent.play` plays whole episodes through the one rollout loop (:func:`agents.rollout.run_episodes` with the
+KV-cached generator): the transcript is rendered with the tokenizer's chat template once, each turn stops at
+``</search>``, ``</answer>`` (:data:`igpo_env.actions.STOP_STRINGS`) or the end-of-turn token, and many episodes play
+in lock step. :meth:`LLMAgent.act` / :meth:`LLMAgent.generate` continue rendered prompts by one turn with
+``model.generate`` (single-turn helpers, e.g. the question-only answers of the quality report).
 
 Example:
     >>> from agents.llm_agent import truncate_at_stop
@@ -18,14 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from igpo_env._validation import check_int, check_number
+from igpo_env.actions import STOP_STRINGS
 from igpo_env.types import Message
 
-__all__ = ["LLMAgent", "EpisodeRecord", "truncate_at_stop", "DEFAULT_STOP_STRINGS"]
+__all__ = ["LLMAgent", "EpisodeRecord", "truncate_at_stop"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_STOP_STRINGS = ("</search>", "</answer>")
-"""Generation of a turn ends after the first of these (or the end-of-turn / eos token)."""
 
 DEFAULT_MAX_NEW_TOKENS = 64
 """Longest assistant turn generated (tokens)."""
@@ -87,17 +88,26 @@ class LLMAgent:
         do_sample: Sample (True) or greedy decoding (False).
         temperature: Sampling temperature (only with ``do_sample``).
         top_p: Nucleus sampling threshold (only with ``do_sample``).
-        seed: Seed of the sampling RNG; the same seed replays the same episodes. The global torch RNG is left as found.
+        seed: Seed of the sampling RNG; the same seed replays the same episodes. :meth:`generate` leaves the global
+            torch RNG as found; :meth:`play` without a seed draws its generator's seed from it.
         stop_strings: A turn ends after the first of these.
-        batch_size: Transcripts per generation call.
+        batch_size: Transcripts per generation call; episodes played in lock step by :meth:`play`.
 
     Example:
-        >>> agent = LLMAgent.__new__(LLMAgent)  # real use: LLMAgent.from_pretrained(bootstrap("tiny"))
-        >>> LLMAgent.__name__
-        'LLMAgent'
+        >>> from igpo_env.data.toy import toy_corpus, toy_qa
+        >>> from igpo_env.retrieval import BM25Retriever
+        >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+        >>> from agents.rollout import make_envs
+        >>> envs = make_envs(2, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
+        >>> agent = LLMAgent(tiny_causal_lm(), tiny_tokenizer(), max_new_tokens=4)  # or LLMAgent.from_pretrained(dir)
+        >>> records = agent.play(envs, options=[{"index": 0}, {"index": 1}], max_turns=1)
+        >>> [len(r.actions) for r in records], records[0].messages[0]["role"]
+        ([1, 1], 'user')
 
     Change logs:
         v0.1.0 - Initial version.
+        v0.2.0 - ``play`` runs through the rollout loop (KV cache kept across turns; actions are the decoded turns as
+            the env received them, not stripped).
     """
 
     def __init__(
@@ -109,17 +119,15 @@ class LLMAgent:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
-        stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
+        stop_strings: Sequence[str] = STOP_STRINGS,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        if max_new_tokens < 1:
-            raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
-        if batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-        if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ValueError(f"`top_p` must be in (0, 1], got {top_p}")
+        check_int("max_new_tokens", max_new_tokens, minimum=1)
+        check_int("batch_size", batch_size, minimum=1)
+        check_number("temperature", temperature, minimum=0, strict=True)
+        check_number("top_p", top_p, minimum=0, maximum=1, strict="minimum")
+        if seed is not None:
+            check_int("seed", seed)
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("`tokenizer` has no chat template; set tokenizer.chat_template first")
         self.model = model
@@ -150,10 +158,12 @@ class LLMAgent:
         return cls(model, tokenizer, **kwargs)
 
     def _resolve_stops(self) -> tuple[list[int], bool]:
-        """Token ids that end a turn; stop strings that are single tokens become ids (fast path)."""
+        """Token ids that end a turn (eos, the chat template's end of turn); single-token stop strings (fast path)."""
+        from igpo_env.scoring.templates import end_of_turn
+
         tok = self.tokenizer
         ids: list[int] = []
-        for t in (tok.eos_token, "<|im_end|>"):
+        for t in (tok.eos_token, end_of_turn(tok)):
             if t is not None:
                 tid = tok.convert_tokens_to_ids(t)
                 if isinstance(tid, int) and tid != tok.unk_token_id and tid not in ids:
@@ -228,101 +238,68 @@ class LLMAgent:
         seeds: Sequence[int | None] | None = None,
         max_turns: int | None = None,
     ) -> list[EpisodeRecord]:
-        """Play one episode in each env, all in lock step (one generation batch per turn).
+        """Play one episode in each env through the rollout loop (:func:`agents.rollout.run_episodes`).
+
+        ``batch_size`` envs play in lock step at a time with the KV-cached generator
+        (:class:`~agents.rollout.kv_cache.KVCacheGenerator`: greedy, or sampled with ``temperature`` / ``top_p``
+        from a generator seeded with ``seed``); a turn ends at a stop string, the end-of-turn token or
+        ``max_new_tokens``. Greedy play gives the episodes of :func:`agents.rollout.evaluate_policy`.
 
         Args:
             envs: A list of SearchQA-v0 envs (``gym.make`` or ``SearchQAEnv``), or a vector env
-                (:class:`~igpo_env.envs.vector.SearchQAVectorEnv`: one batched retriever call per turn; each sub-env
-                plays one episode, later autoresets are ignored).
+                (:class:`~igpo_env.envs.vector.SearchQAVectorEnv`): its sub-envs are reset and stepped directly (one
+                batched retriever call per turn), so reset the vector env before stepping it yourself afterwards.
             options: Per-env reset options, e.g. ``{"index": i}`` to pick question ``i``.
             seeds: Per-env reset seeds.
-            max_turns: Stop after this many turns (default: the vector env's ``max_episode_steps``, else 10; single
-                envs made with ``gym.make`` also truncate themselves).
+            max_turns: Stop after this many turns (default: the vector env's ``max_episode_steps``, else
+                :data:`igpo_env.MAX_TURNS`; single envs made with ``gym.make`` also truncate themselves).
 
         Returns:
             One :class:`EpisodeRecord` per env, in order.
         """
+        from agents.rollout import KVCacheGenerator, run_episodes
+        from igpo_env import MAX_TURNS
+
         vector = not isinstance(envs, (list, tuple)) and hasattr(envs, "num_envs")
-        n = envs.num_envs if vector else len(envs)
+        subenvs = list(envs.envs) if vector else list(envs)
+        n = len(subenvs)
         if options is not None and len(options) != n:
             raise ValueError(f"`options` must have one entry per env ({n}), got {len(options)}")
         if seeds is not None and len(seeds) != n:
             raise ValueError(f"`seeds` must have one entry per env ({n}), got {len(seeds)}")
-        from igpo_env import MAX_TURNS
-
         limit = max_turns or (getattr(envs, "max_episode_steps", None) if vector else None) or MAX_TURNS
-        records = [EpisodeRecord() for _ in range(n)]
-        if vector:
-            step_all, transcripts = self._vector_stepper(envs, options, seeds)
-        else:
-            step_all, transcripts = self._list_stepper(list(envs), options, seeds)
-        active = list(range(n))
-        for _ in range(limit):
-            if not active:
-                break
-            actions = self.act([transcripts[i] for i in active])
-            still = []
-            for i, action, (reward, terminated, truncated, info) in zip(
-                active, actions, step_all(active, actions), strict=True
-            ):
-                rec = records[i]
-                rec.actions.append(action)
-                rec.action_types.append(info.get("action_type", "invalid"))
-                rec.reward += float(reward)
-                rec.info = info
-                transcripts[i] = list(info["messages"])
-                if terminated:
-                    rec.terminated = True
-                elif not truncated:
-                    still.append(i)
-            active = still
-        for i, rec in enumerate(records):
-            rec.messages = transcripts[i]
+        opts = list(options) if options is not None else [None] * n
+        records = []
+        for start in range(0, n, self.batch_size):
+            end = min(n, start + self.batch_size)
+            generator = KVCacheGenerator(
+                self.model,
+                temperature=self.temperature if self.do_sample else 0.0,
+                top_p=self.top_p,
+                seed=None if self.seed is None else self.seed + self._calls,
+            )
+            self._calls += 1
+            rollouts, _ = run_episodes(
+                generator,
+                self.tokenizer,
+                subenvs[start:end],
+                options=opts[start:end],
+                seeds=None if seeds is None else seeds[start:end],
+                max_turns=limit,
+                max_turn_tokens=self.max_new_tokens,
+                stop_strings=self.stop_strings,
+            )
+            records.extend(self._record(r) for r in rollouts)
         return records
 
-    @staticmethod
-    def _list_stepper(envs: list[Any], options: Any, seeds: Any) -> tuple[Any, list[list[Message]]]:
-        transcripts = []
-        for i, env in enumerate(envs):
-            _, info = env.reset(
-                seed=None if seeds is None else seeds[i], options=None if options is None else options[i]
-            )
-            transcripts.append(list(info["messages"]))
-
-        def step_all(idx: list[int], actions: list[str]) -> list[tuple[float, bool, bool, dict[str, Any]]]:
-            out = []
-            for i, action in zip(idx, actions, strict=True):
-                _, reward, terminated, truncated, info = envs[i].step(action)
-                out.append((reward, terminated, truncated, info))
-            return out
-
-        return step_all, transcripts
-
-    @staticmethod
-    def _vector_stepper(venv: Any, options: Any, seeds: Any) -> tuple[Any, list[list[Message]]]:
-        n = venv.num_envs
-        batched: dict[str, list[Any]] | None = None
-        if options is not None:
-            keys = sorted({k for o in options for k in (o or {})})
-            if any(set(o or {}) != set(keys) for o in options):
-                raise ValueError("with a vector env, every entry of `options` must have the same keys")
-            batched = {k: [o[k] for o in options] for k in keys}
-        _, infos = venv.reset(seed=None if seeds is None else list(seeds), options=batched)
-        transcripts = [list(infos["messages"][i]) for i in range(n)]
-
-        def step_all(idx: list[int], actions: list[str]) -> list[tuple[float, bool, bool, dict[str, Any]]]:
-            full = [""] * n  # finished sub-envs autoreset, then get an empty (invalid, search-free) action
-            for i, action in zip(idx, actions, strict=True):
-                full[i] = action
-            _, rewards, terminated, truncated, infos = venv.step(full)
-            out = []
-            for i in idx:
-                info = {
-                    k: v[i]
-                    for k, v in infos.items()
-                    if not k.startswith("_") and bool(infos.get(f"_{k}", [True] * n)[i])
-                }
-                out.append((float(rewards[i]), bool(terminated[i]), bool(truncated[i]), info))
-            return out
-
-        return step_all, transcripts
+    def _record(self, rollout: Any) -> EpisodeRecord:
+        """Convert a :class:`~agents.rollout.Rollout` into an :class:`EpisodeRecord`."""
+        decode = self.tokenizer.decode
+        return EpisodeRecord(
+            messages=rollout.messages,
+            actions=[decode(rollout.completion_ids[a:b], skip_special_tokens=True) for a, b in rollout.turn_spans],
+            action_types=list(rollout.action_types),
+            reward=rollout.outcome,
+            info={**rollout.final_info, "messages": rollout.messages},
+            terminated=rollout.terminated,
+        )

@@ -198,7 +198,7 @@ class KVCacheGenerator:
 
     Implements the ``TurnGenerator`` protocol of :mod:`agents.rollout.loop` and the branch scoring its IG path uses
     when ``IGSpec.scorer`` is ``None``. The model runs in eval mode without gradients for the whole loop (its training
-    mode is restored by :meth:`close`). One instance serves one loop call.
+    mode is restored by :meth:`close`). One instance serves one loop call at a time.
 
     Args:
         model: A transformers causal LM.
@@ -234,6 +234,7 @@ class KVCacheGenerator:
         self.seed = None if seed is None else check_int("seed", seed)
         self.actions = None if actions is None else [list(a) for a in actions]
         self._batch: CacheBatch | None = None
+        self._was_training = False
 
     # ------------------------------------------------------------------ TurnGenerator
     def start(self, rollouts: Sequence[Rollout], stops: TurnStops) -> None:
@@ -316,8 +317,9 @@ class KVCacheGenerator:
         """Drop the cache and restore the model's training mode."""
         self._batch = None
         self._logits = None
-        if getattr(self, "_was_training", False):
+        if self._was_training:
             self.model.train()
+        self._was_training = False
 
     # ------------------------------------------------------------------ IG branch
     def score_targets(self, targets: Sequence[Sequence[str]], template: IGTemplate | None = None) -> list[list[float]]:

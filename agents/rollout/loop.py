@@ -252,8 +252,8 @@ def run_episodes(
     rollouts = start_episodes(tokenizer, envs, options, seeds)
     ctx = TurnContext(tokenizer, envs, stops, budget, max_turns, stats)
     gold = _GoldScoring(ig, generator, envs, rollouts, stats) if ig is not None else None
-    generator.start(rollouts, stops)
     try:
+        generator.start(rollouts, stops)
         row_ids = list(range(n))
         if gold is not None:
             for r, lp in zip(row_ids, gold.score(row_ids), strict=True):
