@@ -41,8 +41,8 @@ def doc_set_states(retrieved_doc_ids: Sequence[Sequence[str]]) -> list[frozenset
         One ``frozenset`` per turn; the first is always empty (the bare prompt).
 
     Example:
-        >>> doc_set_states([["a", "b"], [], ["b", "c"]])
-        [frozenset(), frozenset({'a', 'b'}), frozenset({'a', 'b'})]
+        >>> [sorted(state) for state in doc_set_states([["a", "b"], [], ["b", "c"]])]
+        [[], ['a', 'b'], ['a', 'b']]
     """
     states: list[frozenset[str]] = []
     seen: frozenset[str] = frozenset()
