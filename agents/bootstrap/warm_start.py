@@ -36,34 +36,31 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from agents.bootstrap.common import IGNORE_INDEX, REPORT_FILE, resolve_device
+from agents.bootstrap.eval import quality_report
+from agents.bootstrap.sft import labels_only_sft_trainer, sft_config
+from agents.bootstrap.trajectories import collect_trajectories, mistake_flags
+from agents.policy import freeze_bottom, load_policy
+from igpo_env._validation import check_fraction, check_int, check_number
 from igpo_env.types import Message
 
 __all__ = [
     "WarmStartSpec",
     "WARM_START",
-    "FIXTURE_POLICY",
+    "DEFAULT_EVAL_QUESTIONS",
+    "LORA_TARGETS",
     "encode_chat",
     "warm_start",
     "warm_start_dir",
-    "resolve_policy",
-    "logits_at_labels_loss",
-    "freeze_bottom",
-    "labels_only_sft_trainer",
 ]
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
-"""Label of tokens excluded from the loss."""
 
 WARM_START_VERSION = "w1"
 """Bumped whenever the recipe changes, so stale cached warm starts are not reused."""
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """Linear layers of a decoder block that get LoRA adapters (the names of Llama, Qwen2 and Gemma blocks)."""
-
-REPORT_FILE = "report.json"
-"""Quality report written into the model directory (its presence marks a finished build)."""
 
 
 @dataclass(frozen=True)
@@ -99,16 +96,13 @@ class WarmStartSpec:
     freeze_layers: int = 15
 
     def __post_init__(self) -> None:
-        from igpo_env._validation import check_fraction, check_int
-
         for name in ("train_episodes", "steps", "batch_size", "max_length"):
             check_int(name, getattr(self, name), minimum=1)
         for name in ("lora_rank", "freeze_layers"):
             check_int(name, getattr(self, name), minimum=0)
         for name in ("noisy_fraction", "ig_answer_share", "warmup_ratio"):
             check_fraction(name, getattr(self, name))
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}")
+        check_number("learning_rate", self.learning_rate, minimum=0, strict=True)
 
     @classmethod
     def from_overrides(cls, base: WarmStartSpec, overrides: dict[str, Any]) -> WarmStartSpec:
@@ -172,68 +166,6 @@ def encode_chat(
     return {"input_ids": ids, "labels": labels}
 
 
-def logits_at_labels_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
-    """Causal-LM loss with the LM head applied only where a label is set (``logits_to_keep`` = those positions).
-
-    Gives the model's own token-mean cross-entropy (sum over labelled tokens / ``num_items_in_batch`` when given, as
-    the HF Trainer's gradient accumulation expects), without the full ``batch x length x vocab`` logits.
-
-    Returns:
-        ``(loss, outputs)``.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    labels = inputs["labels"]
-    shifted = labels[:, 1:]
-    keep = (shifted != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
-    if keep.numel() == 0:  # nothing to learn in this batch: a zero loss that still has a graph
-        keep = torch.zeros(1, dtype=torch.long, device=labels.device)
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    outputs = model(**model_inputs, logits_to_keep=keep, use_cache=False)
-    logits = outputs.logits.float()
-    target = shifted[:, keep]
-    total = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    if num_items_in_batch is not None:
-        denom = num_items_in_batch.to(total.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
-    else:
-        denom = (target != IGNORE_INDEX).sum().clamp(min=1)
-    return total / denom, outputs
-
-
-def labels_only_sft_trainer() -> type:
-    """Return an ``SFTTrainer`` subclass whose loss is :func:`logits_at_labels_loss` (the same token-mean NLL).
-
-    TRL's default runs a fused, chunked LM head that also computes entropy and top-1 accuracy for its logs; on CPU
-    under bf16 autocast its backward runs in fp32, so a step took twice as long as with the model's own loss (measured
-    on a 5.5M-parameter shape, 1 x 1024 tokens: 3.0k vs 6.3k tokens/s). Only those two logged metrics are lost. Used
-    by the warm start and by the from-scratch fixture build (packed rows work too: one row, labels -100 at each
-    sequence start).
-    """
-    from trl import SFTTrainer
-
-    class LabelsOnlySFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-            loss, outputs = logits_at_labels_loss(model, inputs, num_items_in_batch)
-            return (loss, outputs) if return_outputs else loss
-
-    return LabelsOnlySFTTrainer
-
-
-def freeze_bottom(model: Any, n_layers: int) -> None:
-    """Freeze the input embeddings and the first ``n_layers`` decoder layers (their backward is then skipped)."""
-    if n_layers <= 0:
-        return
-    layers = model.get_decoder().layers
-    if n_layers > len(layers):
-        raise ValueError(f"`freeze_layers` must be <= the model's {len(layers)} layers, got {n_layers}")
-    model.get_input_embeddings().requires_grad_(False)
-    for layer in layers[:n_layers]:
-        layer.requires_grad_(False)
-
-
 def sft(
     model: Any,
     tokenizer: Any,
@@ -249,8 +181,6 @@ def sft(
     With ``spec.lora_rank`` the adapters are merged back, so the result is a plain model either way.
     """
     from datasets import Dataset
-
-    from agents.bootstrap_build import sft_config
 
     freeze_bottom(model, spec.freeze_layers)
     peft_config = None
@@ -355,11 +285,6 @@ def warm_start(
         The model directory; its ``report.json`` has the quality report of the warm start (top level) and, with
         ``zero_shot``, of the base model on the same dev questions.
     """
-    from agents.bootstrap import resolve_device
-    from agents.bootstrap_build import collect_trajectories, mistake_flags
-    from agents.bootstrap_eval import quality_report
-    from agents.igpo.cli import load_policy
-    from igpo_env._validation import check_int
     from igpo_env.data.synthwiki import default_world
     from igpo_env.models import DEFAULT_MODEL, resolve_model
 
@@ -429,36 +354,3 @@ def warm_start(
 
 def _write_report(directory: Path, report: dict[str, Any]) -> None:
     (directory / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-
-
-FIXTURE_POLICY = "tiny"
-"""``--model tiny``: the from-scratch tiny LM of :func:`agents.bootstrap.bootstrap` (a fast test fixture only)."""
-
-
-def resolve_policy(model: str | os.PathLike[str] | None = None, seed: int = 0, verbose: bool = True) -> Path:
-    """Return the model directory a CLI ``--model`` value names, building or fetching it when needed.
-
-    - ``None``: the warm start of the packaged default model (:func:`warm_start`, cached after the first build);
-    - ``"tiny"``: the from-scratch tiny test fixture (:func:`agents.bootstrap.bootstrap`);
-    - a registered packaged model name: the model as packaged, not warm-started (:func:`igpo_env.models.ensure_model`);
-    - anything else: a local model directory.
-
-    Raises:
-        FileNotFoundError: for a path that does not exist.
-    """
-    from igpo_env.models import is_registered, resolve_model
-
-    if model is None:
-        return warm_start(seed=seed, verbose=verbose)
-    if str(model) == FIXTURE_POLICY and not Path(FIXTURE_POLICY).exists():
-        from agents.bootstrap import bootstrap
-
-        return bootstrap(size=FIXTURE_POLICY, seed=seed, verbose=verbose)
-    if is_registered(str(model)):
-        return Path(resolve_model(str(model)))
-    path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"model {str(model)!r} is neither a directory nor a packaged model name (igpo-env model list)"
-        )
-    return path

@@ -17,7 +17,8 @@ from agents.bootstrap import (
     resolve_device,
     train_tokenizer,
 )
-from agents.bootstrap_build import AnswerFormatMix, Trajectory, collect_trajectories, mistake_flags, sft_train
+from agents.bootstrap.build import sft_train
+from agents.bootstrap.trajectories import AnswerFormatMix, Trajectory, collect_trajectories, mistake_flags
 from agents.llm_agent import LLMAgent
 from agents.scripted import RELATION_PHRASES
 from igpo_env.data.toy import toy_corpus, toy_qa
@@ -170,7 +171,7 @@ def _needs_cuda():
 
 @_needs_cuda()
 def test_sft_train_and_eval_on_cuda(toy_tokenizer, tmp_path):
-    from agents.bootstrap_eval import _score_gold_naive, repeat_copy_gain
+    from agents.bootstrap.eval import _score_gold_naive, repeat_copy_gain
 
     spec = replace(SIZES["tiny"], train_tokens=3 * 512, batch_size=2, max_length=256, bf16=True)
     rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
@@ -228,7 +229,7 @@ def test_tiny_policy_plays_the_env(tiny_policy_dir):
 def test_cli_reuses_existing_build(tiny_policy_dir, capsys):
     import argparse
 
-    from agents.bootstrap_cli import add_arguments, run
+    from agents.bootstrap.cli import add_arguments, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -239,7 +240,7 @@ def test_cli_reuses_existing_build(tiny_policy_dir, capsys):
 
 
 def test_word_repeats_make_every_corpus_word_one_token(tmp_path):
-    from agents.bootstrap_build import _iter_tokenizer_text, corpus_words
+    from agents.bootstrap.build import _iter_tokenizer_text, corpus_words
     from igpo_env.data import load_corpus
     from igpo_env.data.synthwiki import build_world
 
@@ -272,7 +273,7 @@ def test_split_capitalized_makes_a_name_the_same_tokens_after_a_space_or_a_newli
 
 
 def test_reading_transcripts_ask_and_state_only_train_entity_facts_found_in_their_observation(tmp_path):
-    from agents.bootstrap_build import reading_transcripts
+    from agents.bootstrap.trajectories import reading_transcripts
     from igpo_env.data import load_qa
     from igpo_env.data.synthwiki import build_world
 
@@ -304,7 +305,7 @@ def test_model_loss_trainer_computes_trls_loss(toy_tokenizer, tmp_path):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from agents.warm_start import labels_only_sft_trainer
+    from agents.bootstrap.sft import labels_only_sft_trainer
 
     rows = [encode_transcript(toy_tokenizer, _toy_transcript(q), max_length=256) for q in toy_qa()]
     model = make_model(SIZES["tiny"], toy_tokenizer, seed=0)
@@ -334,7 +335,7 @@ def test_sft_train_bf16_runs_and_changes_the_weights(toy_tokenizer, tmp_path):
 
 
 def test_episode_renamer_gives_fresh_train_names_and_order_preserving_numbers(tmp_path):
-    from agents.bootstrap_build import EpisodeRenamer
+    from agents.bootstrap.trajectories import EpisodeRenamer
     from igpo_env.data import load_qa
     from igpo_env.data.synthwiki import build_world
     from igpo_env.metrics import extract_answer
@@ -389,7 +390,7 @@ def test_repeat_copy_gain_separates_a_copier_from_a_random_model(toy_tokenizer):
 
     import torch
 
-    from agents.bootstrap_eval import repeat_copy_gain
+    from agents.bootstrap.eval import repeat_copy_gain
 
     length, vocab = 12, len(toy_tokenizer)
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from agents.bootstrap_cli import SUMMARY_KEYS
+from agents.bootstrap.cli import SUMMARY_KEYS
+from agents.bootstrap.warm_start import WarmStartSpec
 from agents.quickstart import STAGES, quickstart
-from agents.warm_start import WarmStartSpec
 
 
 def test_quickstart_end_to_end_on_tiny_policy(tiny_policy_dir, tmp_path, capsys):

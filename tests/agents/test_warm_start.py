@@ -3,18 +3,9 @@ import json
 import pytest
 import torch
 
-from agents.warm_start import (
-    IGNORE_INDEX,
-    WARM_START,
-    WarmStartSpec,
-    encode_chat,
-    freeze_bottom,
-    logits_at_labels_loss,
-    resolve_policy,
-    sft,
-    warm_start,
-    warm_start_dir,
-)
+from agents.bootstrap.common import IGNORE_INDEX
+from agents.bootstrap.sft import logits_at_labels_loss
+from agents.bootstrap.warm_start import WARM_START, WarmStartSpec, encode_chat, sft, warm_start, warm_start_dir
 from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
 
 MSGS = [
@@ -68,16 +59,6 @@ def test_logits_at_labels_loss_equals_the_models_own_loss():
     assert torch.allclose(total, reference / 2, atol=1e-6)
 
 
-def test_freeze_bottom():
-    model = tiny_causal_lm(layers=2)
-    freeze_bottom(model, 1)
-    assert not model.get_input_embeddings().weight.requires_grad
-    assert not any(p.requires_grad for p in model.model.layers[0].parameters())
-    assert all(p.requires_grad for p in model.model.layers[1].parameters())
-    with pytest.raises(ValueError, match="freeze_layers"):
-        freeze_bottom(tiny_causal_lm(layers=2), 3)
-
-
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -126,16 +107,10 @@ def test_warm_start_of_the_tiny_fixture_writes_a_report_and_is_reused(tiny_polic
     assert (out / "model.safetensors").stat().st_mtime == mtime
 
 
-def test_resolve_policy(tmp_path):
-    assert resolve_policy(str(tmp_path)) == tmp_path
-    with pytest.raises(FileNotFoundError, match="neither a directory nor a packaged model"):
-        resolve_policy(str(tmp_path / "nope"))
-
-
 def test_bootstrap_cli_flags_come_from_the_spec(capsys):
     import argparse
 
-    from agents.bootstrap_cli import SPEC_FLAGS, add_arguments, run
+    from agents.bootstrap.cli import SPEC_FLAGS, add_arguments, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -149,14 +124,16 @@ def test_bootstrap_cli_flags_come_from_the_spec(capsys):
 
 
 def test_dev_f1_is_one_number_in_the_report_the_eval_cli_and_the_trainer_eval(tiny_policy_dir, tmp_path):
-    from agents.bootstrap_eval import quality_report
-    from agents.igpo.cli import DEFAULTS, load_policy
+    from agents.bootstrap.eval import quality_report
+    from agents.igpo.configs import train_defaults
+    from agents.policy import load_policy
     from agents.rollout import evaluate_policy, make_envs
     from igpo_env.cli import main
     from igpo_env.data import load_qa
     from igpo_env.data.synthwiki import default_world
     from igpo_env.retrieval import get_retriever
 
+    defaults = train_defaults()
     world = default_world(0)
     model, tok = load_policy(tiny_policy_dir)
     report = quality_report(model, tok, world, 5, verbose=False)
@@ -170,9 +147,9 @@ def test_dev_f1_is_one_number_in_the_report_the_eval_cli_and_the_trainer_eval(ti
         tok,
         envs,
         [e.id for e in examples[:5]],
-        max_turns=DEFAULTS["max_turns"],
-        max_turn_tokens=DEFAULTS["max_turn_tokens"],
-        max_completion_length=DEFAULTS["max_completion_length"],
+        max_turns=defaults["max_turns"],
+        max_turn_tokens=defaults["max_turn_tokens"],
+        max_completion_length=defaults["max_completion_length"],
     )
     assert report["dev_f1"] == pytest.approx(cli["f1"]) == pytest.approx(trainer_eval["f1"])
     assert report["well_formed_rate"] == pytest.approx(cli["well_formed_rate"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -85,9 +86,59 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("not_an_option: 1\n")
     assert main(["train", "--config", str(bad)]) == 2
-    assert "unknown options" in capsys.readouterr().err
+    assert "unknown options ['not_an_option'] in --config" in capsys.readouterr().err
+    assert main(["train", "--algo", "grpo", "--ig_coef", "2"]) == 2
+    assert "--algo grpo means ig_coef=0" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tiny_run / "world")]) == 2
     assert "neither a directory nor a packaged model name" in capsys.readouterr().err
+
+
+def test_train_flags_come_from_the_dataclasses_with_cpu_yaml_defaults(capsys):
+    from dataclasses import fields
+
+    from agents.igpo.cli import TrainCommandArguments, train_make_parser
+    from agents.igpo.igpo_config import IGPOConfig
+    from agents.igpo.pipeline import RunArguments
+
+    parser = train_make_parser()
+    dests = {a.dest for a in parser._actions}
+    for cls in (IGPOConfig, RunArguments, TrainCommandArguments):
+        assert {f.name for f in fields(cls) if f.init} <= dests, cls
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "usage: igpo-env train" in out and "--config CONFIG" in out
+    assert re.search(r"--max_steps MAX_STEPS, --max-steps MAX_STEPS Overrides .*?\(default: 20\)", out)
+    assert "--beta BETA KL coefficient (IGPO: 0.001; 0 skips the reference model). (default: 0.0)" in out
+    assert re.search(r"--freeze-layers FREEZE_LAYERS Keep .*?\(default: 15\)", out)
+    assert "--algo {igpo,grpo}" in out and "--normalization {joint,separate}" in out
+
+
+def test_train_precedence_yaml_then_config_then_flags(tmp_path):
+    from agents.igpo.cli import parse_train_args
+
+    config, run, cmd = parse_train_args(["--report-to", "none"])
+    assert (config.max_steps, config.beta, config.seed, config.per_device_train_batch_size) == (20, 0.0, 0, 8)
+    assert (config.output_dir, run.freeze_layers, run.eval_limit, cmd.threads, cmd.algo) == (
+        "runs/igpo-seed0",
+        15,
+        64,
+        2,
+        "igpo",
+    )
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("max_steps: 7\nbeta: 0.001\nfreeze_layers: 3\noutput_dir: out/{algo}-{seed}\n")
+    config, run, cmd = parse_train_args(["--config", str(cfg), "--max_steps", "9", "--seed", "4", "--algo", "grpo"])
+    assert (config.max_steps, config.beta, run.freeze_layers, config.ig_coef) == (9, 0.001, 3, 0.0)
+    assert config.output_dir == "out/grpo-4"
+    config, _, _ = parse_train_args(["--num-generations", "3", "--prompts-per-step", "5", "--quiet"])
+    assert config.per_device_train_batch_size == 15 and config.disable_tqdm
+    with pytest.raises(ValueError, match="--algo grpo means ig_coef=0, got ig_coef 0.5"):
+        parse_train_args(["--algo", "grpo", "--ig-coef", "0.5"])
+    with pytest.raises(SystemExit) as e:
+        parse_train_args(["--no-such-flag", "1"])
+    assert e.value.code == 2
 
 
 def test_train_compare_rejects_bad_counts():
