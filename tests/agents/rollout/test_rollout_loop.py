@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from testing_utils import one_torch_thread
 
 import igpo_env  # noqa: F401
 from agents.llm_agent import LLMAgent
@@ -18,32 +17,10 @@ from agents.rollout import (
     make_envs,
     run_episodes,
 )
-from igpo_env.data.toy import toy_corpus, toy_qa
+from igpo_env.data.toy import toy_qa
 from igpo_env.envs.vector import SearchQAVectorEnv
-from igpo_env.retrieval import BM25Retriever
 from igpo_env.scoring.hf import HFScorer
-from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
-
-ACTIONS = {
-    "tq0": ["<search> Ostrand capital </search>", "<answer> Karsel </answer>"],
-    "tq1": ["<search> Ilka Maren </search>", "no tags here", "<answer> Maren </answer>"],
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def retriever():
-    return BM25Retriever.from_docs(toy_corpus())
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
+from igpo_env.scoring.tiny import tiny_causal_lm
 
 
 class KeyRecorder(HFScorer):
@@ -106,31 +83,23 @@ def test_any_callable_is_a_generator(tok, retriever):
 
 
 @pytest.mark.parametrize("engine", ["kv_cache", "callable"])
-def test_caching_ig_scorer_gets_one_key_per_episode_and_release(engine, tok, retriever):
+def test_caching_ig_scorer_gets_one_key_per_episode_and_release(engine, tok, retriever, actions, forced_engine):
     model = tiny_causal_lm(seed=6)
     qids = ["tq0", "tq1"]
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
-    actions = [ACTIONS[q] for q in qids]
+    forced_turns = [actions[q] for q in qids]
     fused, _ = generate_rollouts(
-        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(alias="max"), actions=actions
+        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(alias="max"), actions=forced_turns
     )
     scorer = KeyRecorder(model, tok)
     ig = IGSpec(alias="max", scorer=scorer)
     if engine == "kv_cache":
-        got, _ = generate_rollouts(model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=ig, actions=actions)
+        got, _ = generate_rollouts(
+            model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=ig, actions=forced_turns
+        )
     else:
-        calls = {q: 0 for q in qids}
-        prompt_of = {tuple(r.prompt_ids): q for r, q in zip(fused, qids, strict=True)}
-
-        def forced(prompts, n):
-            outs = []
-            for p in prompts:
-                q = next(q for pre, q in prompt_of.items() if tuple(p[: len(pre)]) == pre)
-                outs.append(tok.encode(ACTIONS[q][calls[q]], add_special_tokens=False) + [tok.eos_token_id])
-                calls[q] += 1
-            return outs, None
-
-        got, _ = generate_rollouts_with(forced, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=ig)
+        engine_fn = forced_engine(fused, qids)
+        got, _ = generate_rollouts_with(engine_fn, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=ig)
     assert all(keys is not None for keys in scorer.keys)
     first = scorer.keys[0]
     assert len(set(first)) == 2 and scorer.keys[1] == first  # one key per episode, kept across turns

@@ -5,37 +5,13 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
-from testing_utils import one_torch_thread
 
 import igpo_env  # noqa: F401
 from agents.rollout import IGSpec, evaluate_policy, generate_rollouts, make_envs
-from igpo_env.data.toy import toy_corpus, toy_qa
-from igpo_env.retrieval import BM25Retriever
+from igpo_env.data.toy import toy_qa
 from igpo_env.scoring.hf import HFScorer
-from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+from igpo_env.scoring.tiny import tiny_causal_lm
 from igpo_env.wrappers.information_gain import InformationGainWrapper
-
-ACTIONS = {
-    "tq0": ["<think>find it</think>\n<search> Ostrand capital </search>", "<answer> Karsel </answer>"],
-    "tq1": ["<search> Ilka Maren </search>", "no tags here", "<answer> Maren </answer>"],
-    "tq3": ["<search> river length </search>", "<search> kilometres </search>"],
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def retriever():
-    return BM25Retriever.from_docs(toy_corpus())
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 def _full_logps(model, ids):
@@ -70,12 +46,12 @@ def test_kv_cached_batched_sampling_matches_full_forward(arch, tok, retriever):
     assert rollouts[0].prompt_ids == rollouts[1].prompt_ids != rollouts[2].prompt_ids
 
 
-def test_forced_rollout_tokens_are_the_chat_template(tok, retriever):
+def test_forced_rollout_tokens_are_the_chat_template(tok, retriever, actions):
     model = tiny_causal_lm()
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
     qids = ["tq0", "tq1"]
     rollouts, _ = generate_rollouts(
-        model, tok, envs, qids, max_turns=3, max_turn_tokens=64, actions=[ACTIONS[q] for q in qids]
+        model, tok, envs, qids, max_turns=3, max_turn_tokens=64, actions=[actions[q] for q in qids]
     )
     for r in rollouts:
         text = tok.apply_chat_template(r.messages, tokenize=False)
@@ -85,7 +61,7 @@ def test_forced_rollout_tokens_are_the_chat_template(tok, retriever):
 
 
 @pytest.mark.parametrize("mode, alias", [("prob_diff", "first"), ("log_prob_diff", "max"), ("prob_diff", "mean")])
-def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever):
+def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever, actions):
     model = tiny_causal_lm(seed=3)
     qids = ["tq0", "tq1", "tq3"]
     envs = make_envs(3, dataset=toy_qa(), retriever=retriever)
@@ -97,7 +73,7 @@ def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever):
         max_turns=2,
         max_turn_tokens=64,
         ig=IGSpec(mode=mode, alias=alias),
-        actions=[ACTIONS[q] for q in qids],
+        actions=[actions[q] for q in qids],
     )
     assert stats.ig_seconds > 0
     scorer = HFScorer(model, tok)
@@ -110,7 +86,7 @@ def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever):
         )
         env.reset(options={"question_id": qid})
         wrapper_rewards = []
-        for action in ACTIONS[qid][: r.num_turns]:
+        for action in actions[qid][: r.num_turns]:
             _, reward, terminated, truncated, _ = env.step(action)
             wrapper_rewards.append(reward)
         assert len(r.ig_rewards) == r.num_turns - 1 >= 1
@@ -118,15 +94,15 @@ def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever):
             assert r.env_rewards[t] + ig == pytest.approx(wrapper_rewards[t], abs=1e-5)
 
 
-def test_other_scorer_and_budget_truncation(tok, retriever):
+def test_other_scorer_and_budget_truncation(tok, retriever, actions):
     model = tiny_causal_lm()
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
     scorer = HFScorer(model, tok)
     fused, _ = generate_rollouts(
-        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[ACTIONS["tq0"]]
+        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[actions["tq0"]]
     )
     ext, _ = generate_rollouts(
-        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=scorer), actions=[ACTIONS["tq0"]]
+        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=scorer), actions=[actions["tq0"]]
     )
     assert fused[0].ig_rewards == pytest.approx(ext[0].ig_rewards, abs=1e-5)
     short, _ = generate_rollouts(model, tok, envs, ["tq1"], max_turns=5, max_turn_tokens=8, max_completion_length=20)
@@ -147,7 +123,7 @@ def test_validation_and_evaluate(tok, retriever):
     assert 0.0 <= res["f1"] <= 1.0
 
 
-def test_external_engine_loop_matches_kv_cache_loop(tok, retriever):
+def test_external_engine_loop_matches_kv_cache_loop(tok, retriever, actions, forced_engine):
     """The engine-agnostic loop (vLLM path) gives the same tokens, masks and IG as the KV-cache loop."""
     from agents.rollout import generate_rollouts_with
 
@@ -155,26 +131,16 @@ def test_external_engine_loop_matches_kv_cache_loop(tok, retriever):
     qids = ["tq0", "tq1", "tq3"]
     envs = make_envs(3, dataset=toy_qa(), retriever=retriever)
     ref, _ = generate_rollouts(
-        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[ACTIONS[q] for q in qids]
+        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[actions[q] for q in qids]
     )
-    prompt_of = {tuple(r.prompt_ids): q for r, q in zip(ref, qids, strict=True)}
-    calls = {q: 0 for q in qids}
-
-    def forced_engine(prompts, max_tokens):
-        outs = []
-        for p in prompts:
-            q = next(q for pre, q in prompt_of.items() if tuple(p[: len(pre)]) == pre)
-            text = ACTIONS[q][calls[q]]
-            calls[q] += 1
-            outs.append(tok.encode(text, add_special_tokens=False) + [tok.eos_token_id, 7, 7])  # junk after eot is cut
-        return outs, None
+    engine = forced_engine(ref, qids)
 
     got, stats = generate_rollouts_with(
-        forced_engine, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=HFScorer(model, tok))
+        engine, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=HFScorer(model, tok))
     )
     for a, b in zip(ref, got, strict=True):
         assert a.completion_ids == b.completion_ids and a.env_mask == b.env_mask and a.turn_spans == b.turn_spans
         assert a.ig_rewards == pytest.approx(b.ig_rewards, abs=1e-5)
         assert a.outcome == b.outcome
     with pytest.raises(ValueError, match="`ig.scorer` must be set"):
-        generate_rollouts_with(forced_engine, tok, envs, qids, ig=IGSpec())
+        generate_rollouts_with(engine, tok, envs, qids, ig=IGSpec())
