@@ -227,6 +227,19 @@ def run_episodes(
 
     Returns:
         ``(rollouts, stats)`` in the order of the episodes.
+
+    Example:
+        >>> from igpo_env.data.toy import toy_corpus, toy_qa
+        >>> from igpo_env.retrieval import BM25Retriever
+        >>> from igpo_env.scoring.tiny import tiny_tokenizer
+        >>> from agents.rollout import make_envs
+        >>> tok = tiny_tokenizer()
+        >>> search = tok.encode("<search> Ostrand </search>", add_special_tokens=False)
+        >>> envs = make_envs(2, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
+        >>> engine = lambda prompts, max_tokens: ([search for _ in prompts], None)  # any callable, or a TurnGenerator
+        >>> rollouts, _ = run_episodes(engine, tok, envs, options=[{"index": 0}, {"index": 1}], max_turns=2)
+        >>> [r.question_id for r in rollouts], [r.action_types for r in rollouts], rollouts[0].truncated
+        (['tq0', 'tq1'], [['search', 'search'], ['search', 'search']], True)
     """
     if (question_ids is None) == (options is None):
         raise ValueError("pass exactly one of `question_ids` and `options`")
