@@ -78,7 +78,8 @@ def _load_scorer(spec: str) -> Any:
 class IGPOTrainer(GRPOTrainer):
     """GRPO with multi-turn search rollouts and IGPO's turn-level advantages (information gain per turn).
 
-    Hooks overridden (nothing else of ``GRPOTrainer`` is copied):
+    Hooks overridden (nothing else of ``GRPOTrainer`` is copied; ``tests/agents/igpo/test_trl_contract.py`` checks
+    their signatures against the installed TRL, and ``pyproject.toml`` pins the TRL range they were tested on):
 
     - ``rollout_func`` (TRL's hook, passed to the parent): plays ``num_generations`` episodes per prompt with
       :func:`agents.rollout.generate_rollouts` (KV cache kept across turns, IG scored as a branch off it when
