@@ -141,6 +141,14 @@ def test_train_precedence_yaml_then_config_then_flags(tmp_path):
     assert e.value.code == 2
 
 
+def test_shipped_configs_hold_only_known_options():
+    from agents.igpo.cli import train_make_parser
+    from agents.igpo.configs import CONFIG_DIR, load_config
+
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        assert train_make_parser().set_defaults_with_config(**load_config(path)) == [], path.name
+
+
 def test_train_compare_rejects_bad_counts():
     from benchmarks.train_compare import main as compare
 
