@@ -5,13 +5,32 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
+from rollout_helpers import ACTIONS, forced_engine
+from testing_utils import one_torch_thread
 
 import igpo_env  # noqa: F401
 from agents.rollout import IGSpec, evaluate_policy, generate_rollouts, make_envs
-from igpo_env.data.toy import toy_qa
+from igpo_env.data.toy import toy_corpus, toy_qa
+from igpo_env.retrieval import BM25Retriever
 from igpo_env.scoring.hf import HFScorer
-from igpo_env.scoring.tiny import tiny_causal_lm
+from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
 from igpo_env.wrappers.information_gain import InformationGainWrapper
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    return BM25Retriever.from_docs(toy_corpus())
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
 
 
 def _full_logps(model, ids):
@@ -46,12 +65,12 @@ def test_kv_cached_batched_sampling_matches_full_forward(arch, tok, retriever):
     assert rollouts[0].prompt_ids == rollouts[1].prompt_ids != rollouts[2].prompt_ids
 
 
-def test_forced_rollout_tokens_are_the_chat_template(tok, retriever, actions):
+def test_forced_rollout_tokens_are_the_chat_template(tok, retriever):
     model = tiny_causal_lm()
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
     qids = ["tq0", "tq1"]
     rollouts, _ = generate_rollouts(
-        model, tok, envs, qids, max_turns=3, max_turn_tokens=64, actions=[actions[q] for q in qids]
+        model, tok, envs, qids, max_turns=3, max_turn_tokens=64, actions=[ACTIONS[q] for q in qids]
     )
     for r in rollouts:
         text = tok.apply_chat_template(r.messages, tokenize=False)
@@ -61,7 +80,7 @@ def test_forced_rollout_tokens_are_the_chat_template(tok, retriever, actions):
 
 
 @pytest.mark.parametrize("mode, alias", [("prob_diff", "first"), ("log_prob_diff", "max"), ("prob_diff", "mean")])
-def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever, actions):
+def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever):
     model = tiny_causal_lm(seed=3)
     qids = ["tq0", "tq1", "tq3"]
     envs = make_envs(3, dataset=toy_qa(), retriever=retriever)
@@ -73,7 +92,7 @@ def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever, a
         max_turns=2,
         max_turn_tokens=64,
         ig=IGSpec(mode=mode, alias=alias),
-        actions=[actions[q] for q in qids],
+        actions=[ACTIONS[q] for q in qids],
     )
     assert stats.ig_seconds > 0
     scorer = HFScorer(model, tok)
@@ -86,7 +105,7 @@ def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever, a
         )
         env.reset(options={"question_id": qid})
         wrapper_rewards = []
-        for action in actions[qid][: r.num_turns]:
+        for action in ACTIONS[qid][: r.num_turns]:
             _, reward, terminated, truncated, _ = env.step(action)
             wrapper_rewards.append(reward)
         assert len(r.ig_rewards) == r.num_turns - 1 >= 1
@@ -94,15 +113,15 @@ def test_fused_ig_equals_information_gain_wrapper(mode, alias, tok, retriever, a
             assert r.env_rewards[t] + ig == pytest.approx(wrapper_rewards[t], abs=1e-5)
 
 
-def test_other_scorer_and_budget_truncation(tok, retriever, actions):
+def test_other_scorer_and_budget_truncation(tok, retriever):
     model = tiny_causal_lm()
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
     scorer = HFScorer(model, tok)
     fused, _ = generate_rollouts(
-        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[actions["tq0"]]
+        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[ACTIONS["tq0"]]
     )
     ext, _ = generate_rollouts(
-        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=scorer), actions=[actions["tq0"]]
+        model, tok, envs, ["tq0"], max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=scorer), actions=[ACTIONS["tq0"]]
     )
     assert fused[0].ig_rewards == pytest.approx(ext[0].ig_rewards, abs=1e-5)
     short, _ = generate_rollouts(model, tok, envs, ["tq1"], max_turns=5, max_turn_tokens=8, max_completion_length=20)
@@ -123,7 +142,7 @@ def test_validation_and_evaluate(tok, retriever):
     assert 0.0 <= res["f1"] <= 1.0
 
 
-def test_external_engine_loop_matches_kv_cache_loop(tok, retriever, actions, forced_engine):
+def test_external_engine_loop_matches_kv_cache_loop(tok, retriever):
     """The engine-agnostic loop (vLLM path) gives the same tokens, masks and IG as the KV-cache loop."""
     from agents.rollout import generate_rollouts_with
 
@@ -131,9 +150,9 @@ def test_external_engine_loop_matches_kv_cache_loop(tok, retriever, actions, for
     qids = ["tq0", "tq1", "tq3"]
     envs = make_envs(3, dataset=toy_qa(), retriever=retriever)
     ref, _ = generate_rollouts(
-        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[actions[q] for q in qids]
+        model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(), actions=[ACTIONS[q] for q in qids]
     )
-    engine = forced_engine(ref, qids)
+    engine = forced_engine(tok, ref, qids)
 
     got, stats = generate_rollouts_with(
         engine, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(scorer=HFScorer(model, tok))

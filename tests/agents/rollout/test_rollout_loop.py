@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from rollout_helpers import ACTIONS, forced_engine
+from testing_utils import one_torch_thread
 
 import igpo_env  # noqa: F401
 from agents.llm_agent import LLMAgent
@@ -17,10 +19,27 @@ from agents.rollout import (
     make_envs,
     run_episodes,
 )
-from igpo_env.data.toy import toy_qa
+from igpo_env.data.toy import toy_corpus, toy_qa
 from igpo_env.envs.vector import SearchQAVectorEnv
+from igpo_env.retrieval import BM25Retriever
 from igpo_env.scoring.hf import HFScorer
-from igpo_env.scoring.tiny import tiny_causal_lm
+from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    return BM25Retriever.from_docs(toy_corpus())
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
 
 
 class KeyRecorder(HFScorer):
@@ -83,11 +102,11 @@ def test_any_callable_is_a_generator(tok, retriever):
 
 
 @pytest.mark.parametrize("engine", ["kv_cache", "callable"])
-def test_caching_ig_scorer_gets_one_key_per_episode_and_release(engine, tok, retriever, actions, forced_engine):
+def test_caching_ig_scorer_gets_one_key_per_episode_and_release(engine, tok, retriever):
     model = tiny_causal_lm(seed=6)
     qids = ["tq0", "tq1"]
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
-    forced_turns = [actions[q] for q in qids]
+    forced_turns = [ACTIONS[q] for q in qids]
     fused, _ = generate_rollouts(
         model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=IGSpec(alias="max"), actions=forced_turns
     )
@@ -98,7 +117,7 @@ def test_caching_ig_scorer_gets_one_key_per_episode_and_release(engine, tok, ret
             model, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=ig, actions=forced_turns
         )
     else:
-        engine_fn = forced_engine(fused, qids)
+        engine_fn = forced_engine(tok, fused, qids)
         got, _ = generate_rollouts_with(engine_fn, tok, envs, qids, max_turns=2, max_turn_tokens=64, ig=ig)
     assert all(keys is not None for keys in scorer.keys)
     first = scorer.keys[0]
