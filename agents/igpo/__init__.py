@@ -1,6 +1,9 @@
 """IGPO on TRL: :class:`IGPOConfig`, :class:`IGPOTrainer` and the pure advantage math (:mod:`agents.igpo.advantages`).
 
-The config and trainer import TRL and torch, so they load on first attribute access.
+The config and trainer import TRL and torch, so they load on first attribute access. The training pipeline as
+functions (``run_training``, ``default_train_config``, ``RunArguments``) is :mod:`agents.igpo.pipeline`; the
+``igpo-env train`` / ``eval`` commands are :mod:`agents.igpo.cli`; the shipped YAML configs (the CPU defaults in
+``cpu.yaml``) are :mod:`agents.igpo.configs`.
 
 Example:
     >>> from agents.igpo import advantages
