@@ -18,7 +18,6 @@ Every agent has ``reset(seed=None)``, ``act(observation, info) -> str`` (single 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from igpo_env.actions import TOOL_NAME
+from igpo_env.actions import format_answer, format_search
 from igpo_env.types import Message, QAExample
 
 __all__ = [
@@ -84,36 +83,6 @@ class ScriptedAction(NamedTuple):
 
 def _phrase(relation: str) -> str:
     return RELATION_PHRASES.get(relation, relation.replace("_", " "))
-
-
-def format_search(query: str, think: str | None = None, protocol: str = "tags") -> str:
-    """Write a search action (with an optional thought) in the env's protocol.
-
-    Example:
-        >>> print(format_search("Karsel founder", "I need the founder of Karsel."))
-        <think>I need the founder of Karsel.</think>
-        <search> Karsel founder </search>
-        >>> format_search("Karsel", protocol="tool_call")
-        '<tool_call>{"name": "web_search", "arguments": {"query": ["Karsel"]}}</tool_call>'
-    """
-    if protocol == "tool_call":
-        call = json.dumps({"name": TOOL_NAME, "arguments": {"query": [query]}}, ensure_ascii=False)
-        body = f"<tool_call>{call}</tool_call>"
-    else:
-        body = f"<search> {query} </search>"
-    return f"<think>{think}</think>\n{body}" if think else body
-
-
-def format_answer(answer: str, think: str | None = None) -> str:
-    """Write an answer action with an optional thought.
-
-    Example:
-        >>> print(format_answer("Ilka Maren", "So the answer is Ilka Maren."))
-        <think>So the answer is Ilka Maren.</think>
-        <answer> Ilka Maren </answer>
-    """
-    body = f"<answer> {answer} </answer>"
-    return f"<think>{think}</think>\n{body}" if think else body
 
 
 def _hops(question: QAExample, titles: dict[str, str] | None) -> list[dict[str, str]]:

@@ -13,7 +13,8 @@ so a passage can never close ``<information>``, open ``<answer>``/``<search>``/`
 ``<|im_end|>``-style control token into the transcript.
 
 Public names: :class:`ParsedAction`, :func:`parse_action`, :func:`escape_passage`, :func:`format_docs`,
-:func:`format_observation`, :func:`truncate_text`, :func:`format_hint`, :data:`WEB_SEARCH_TOOL`.
+:func:`format_observation`, :func:`truncate_text`, :func:`format_hint`, :func:`format_search`, :func:`format_answer`,
+:data:`WEB_SEARCH_TOOL`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "format_docs",
     "format_observation",
     "format_hint",
+    "format_search",
+    "format_answer",
     "truncate_text",
     "TRUNCATION_MARKER",
     "MAX_QUERIES_PER_CALL",
@@ -259,6 +262,36 @@ def format_docs(docs: Sequence[Doc], start: int = 1) -> str:
     return "\n".join(
         f"Doc {i}(Title: {escape_passage(d.title)}) {escape_passage(d.text)}" for i, d in enumerate(docs, start)
     )
+
+
+def format_search(query: str, think: str | None = None, protocol: str = "tags") -> str:
+    """Write a search action (with an optional thought) in the env's protocol.
+
+    Example:
+        >>> print(format_search("Karsel founder", "I need the founder of Karsel."))
+        <think>I need the founder of Karsel.</think>
+        <search> Karsel founder </search>
+        >>> format_search("Karsel", protocol="tool_call")
+        '<tool_call>{"name": "web_search", "arguments": {"query": ["Karsel"]}}</tool_call>'
+    """
+    if protocol == "tool_call":
+        call = json.dumps({"name": TOOL_NAME, "arguments": {"query": [query]}}, ensure_ascii=False)
+        body = f"<tool_call>{call}</tool_call>"
+    else:
+        body = f"<search> {query} </search>"
+    return f"<think>{think}</think>\n{body}" if think else body
+
+
+def format_answer(answer: str, think: str | None = None) -> str:
+    """Write an answer action with an optional thought.
+
+    Example:
+        >>> print(format_answer("Ilka Maren", "So the answer is Ilka Maren."))
+        <think>So the answer is Ilka Maren.</think>
+        <answer> Ilka Maren </answer>
+    """
+    body = f"<answer> {answer} </answer>"
+    return f"<think>{think}</think>\n{body}" if think else body
 
 
 def format_observation(
