@@ -52,7 +52,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None, help="Dev evaluation period in steps (4; quick: 2).")
     p.add_argument("--eval-limit", type=int, default=None, help="Dev questions per evaluation (48; quick: 32).")
     p.add_argument(
-        "--model", default=None, help="HF dir, packaged name or 'tiny' (default: the warm-started packaged model)."
+        "--model",
+        default=None,
+        help=f"HF dir, packaged name or {FIXTURE_POLICY!r} (default: the warm-started packaged model).",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared CPU).")
     p.add_argument(

@@ -178,11 +178,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------- igpo-env eval
 def evaluate_add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``eval`` options to ``parser`` (episode settings default to ``igpo-env train``'s, ``cpu.yaml``)."""
+    from agents.bootstrap.fixture import FIXTURE_POLICY
     from agents.igpo.configs import train_defaults
 
     d = train_defaults()
     parser.add_argument(
-        "--model", default=None, help="HF dir, packaged name or 'tiny' (default: the warm-started packaged model)."
+        "--model",
+        default=None,
+        help=f"HF dir, packaged name or {FIXTURE_POLICY!r} (default: the warm-started packaged model).",
     )
     parser.add_argument("--data", default=None, help="Dir with corpus.jsonl + {split}.jsonl (default: SynthWiki).")
     parser.add_argument("--world-seed", type=int, default=0, help="Seed of the default world and model (0).")

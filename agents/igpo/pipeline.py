@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agents.bootstrap.fixture import FIXTURE_POLICY
 from agents.igpo.configs import train_defaults
 from igpo_env._validation import check_int
 from igpo_env.envs.search_qa import DEFAULT_TOP_K
@@ -62,8 +63,8 @@ class RunArguments:
     model: str | None = field(
         default=None,
         metadata={
-            "help": "HF model directory, packaged model name or 'tiny' (test fixture); default: the warm start of "
-            "the packaged default model (built and cached on first use)."
+            "help": f"HF model directory, packaged model name or {FIXTURE_POLICY!r} (test fixture); default: the "
+            "warm start of the packaged default model (built and cached on first use)."
         },
     )
     freeze_layers: int = field(
@@ -160,14 +161,15 @@ def resolve_policy(model: str | os.PathLike[str] | None = None, seed: int = 0, v
 
     - ``None``: the warm start of the packaged default model (:func:`agents.bootstrap.warm_start`, cached after the
       first build);
-    - ``"tiny"``: the from-scratch tiny test fixture (:func:`agents.bootstrap.bootstrap`);
+    - :data:`~agents.bootstrap.fixture.FIXTURE_POLICY` (``"tiny"``): the from-scratch tiny test fixture
+      (:func:`agents.bootstrap.bootstrap`);
     - a registered packaged model name: the model as packaged, not warm-started (:func:`igpo_env.models.ensure_model`);
     - anything else: a local model directory.
 
     Raises:
         FileNotFoundError: for a path that does not exist.
     """
-    from agents.bootstrap import FIXTURE_POLICY, bootstrap, warm_start
+    from agents.bootstrap import bootstrap, warm_start
     from igpo_env.models import is_registered, resolve_model
 
     if model is None:
