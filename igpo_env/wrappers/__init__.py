@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from igpo_env.wrappers.discrete import CandidateActionWrapper
 from igpo_env.wrappers.information_gain import InformationGainWrapper
 from igpo_env.wrappers.shaping import PotentialShapingWrapper, TurnShapingWrapper
 from igpo_env.wrappers.shaping_evidence import EvidenceRecallWrapper
@@ -29,4 +30,5 @@ __all__ = [
     "MCValueWrapper",
     "SHAPING_SCHEMES",
     "make_shaping",
+    "CandidateActionWrapper",
 ]
