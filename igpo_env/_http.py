@@ -2,7 +2,8 @@
 
 Server side: :class:`ServerThread` (uvicorn in a background thread on a free loopback port, for tests, benchmarks and
 notebooks), :func:`max_body_bytes` and :func:`limit_body_size` (a 413 for request bodies over a size derived from
-the server's limits), :func:`warn_if_exposed`.
+the server's limits, enforced while the body is read: a chunked upload is cut off at the limit),
+:func:`warn_if_exposed`.
 
 Client side: :func:`http_request`, the one retry policy of every client (``RemoteRetriever``, ``RemoteScorer``,
 ``OpenAICompatScorer``): connection errors, timeouts and :data:`RETRY_STATUS` answers are retried
@@ -24,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -44,6 +46,7 @@ __all__ = [
     "check_client_args",
     "max_body_bytes",
     "limit_body_size",
+    "BodyLimitMiddleware",
     "warn_if_exposed",
     "DEFAULT_HOST",
     "MAX_PORT",
@@ -211,30 +214,82 @@ def max_body_bytes(max_chars: int) -> int:
     return max_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
 
 
-def limit_body_size(app: FastAPI, max_bytes: int) -> None:
-    """Answer 413 to requests whose ``Content-Length`` exceeds ``max_bytes``, before the body is read.
+class BodyLimitMiddleware:
+    """ASGI middleware: answer 413 to a request body over ``max_bytes``, counted while the body arrives.
 
-    Sets ``app.state.max_body_bytes``.
+    A declared ``Content-Length`` over the limit is refused before anything is read. Otherwise (a chunked upload, or
+    a ``Content-Length`` that understates the body) the body is read, at most ``max_bytes`` of it, before the app
+    runs; the app then gets it in one piece. The server discards the rest of a refused body without keeping it.
+
+    Args:
+        app: The ASGI app to protect.
+        max_bytes: Largest body accepted.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = check_int("max_bytes", max_bytes, minimum=0)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Check the declared length, read the body up to the limit, then call the app with it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _refuse(send, f"request body of {int(declared)} bytes > {self.max_bytes}")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: let the app see it
+                pending = [message]
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _refuse(send, f"request body of {size}+ bytes > {self.max_bytes} (stopped reading)")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                break
+        del chunks
+
+        async def replay() -> dict:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Any, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def limit_body_size(app: FastAPI, max_bytes: int) -> None:
+    """Answer 413 to request bodies over ``max_bytes``, whether declared (``Content-Length``) or streamed (chunked).
+
+    Adds :class:`BodyLimitMiddleware` and sets ``app.state.max_body_bytes``. A declared length over the limit is
+    refused before the body is read; an undeclared (chunked) body is counted as it arrives and refused as soon as it
+    passes the limit, so the server never holds more than ``max_bytes`` of it.
 
     Example:
         >>> from fastapi import FastAPI
         >>> from fastapi.testclient import TestClient
         >>> app = FastAPI()
         >>> limit_body_size(app, 10)
-        >>> TestClient(app).post("/anything", content=b"x" * 11).json()
+        >>> client = TestClient(app)
+        >>> client.post("/anything", content=b"x" * 11).json()
         {'detail': 'request body of 11 bytes > 10'}
+        >>> client.post("/anything", content=iter([b"x" * 6, b"x" * 6])).json()  # chunked: no Content-Length
+        {'detail': 'request body of 12+ bytes > 10 (stopped reading)'}
     """
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
-
     app.state.max_body_bytes = max_bytes
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_bytes:
-            return JSONResponse({"detail": f"request body of {length} bytes > {max_bytes}"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_bytes)
 
 
 def warn_if_exposed(host: str, what: str) -> None:

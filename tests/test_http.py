@@ -4,6 +4,9 @@ Client tests run against httpx.MockTransport (no sockets) with the retry sleep r
 bounded and timing-independent; ServerThread tests bind 127.0.0.1.
 """
 
+import asyncio
+import tracemalloc
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -14,6 +17,7 @@ from igpo_env._http import (
     DEFAULT_RETRIES,
     RETRY_BACKOFF_S,
     RETRY_STATUS,
+    BodyLimitMiddleware,
     ServerThread,
     check_client_args,
     check_url,
@@ -128,6 +132,72 @@ def test_body_limit():
     assert client.post("/echo", json={"a": 1}).json() == {"a": 1}
     big = client.post("/echo", json={"a": "x" * 30})
     assert big.status_code == 413 and "> 20" in big.json()["detail"]
+
+
+def test_body_limit_counts_a_streamed_body_and_stops_reading():
+    pulled, sent, seen = [], [], []
+
+    async def app(scope, receive, send):
+        seen.append(await receive())
+        seen.append(await receive())
+
+    async def endless(scope=None):  # a chunked upload that never ends
+        pulled.append(1000)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def record(message):
+        sent.append(message)
+
+    asyncio.run(BodyLimitMiddleware(app, max_bytes=2500)({"type": "http", "headers": []}, endless, record))
+    assert sum(pulled) == 3000 and not seen  # stopped at the first chunk past the limit; the app never ran
+    assert sent[0]["status"] == 413 and b"3000+ bytes > 2500" in sent[1]["body"]
+
+    parts = iter([b"ab", b"cd", b"", None])
+
+    async def chunked():
+        part = next(parts)
+        if part is None:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": part, "more_body": part != b""}
+
+    asyncio.run(BodyLimitMiddleware(app, max_bytes=4)({"type": "http", "headers": []}, chunked, record))
+    assert seen == [{"type": "http.request", "body": b"abcd", "more_body": False}, {"type": "http.disconnect"}]
+    declared = {"type": "http", "headers": [(b"content-length", b"5")]}
+    sent.clear()
+    asyncio.run(BodyLimitMiddleware(app, max_bytes=4)(declared, endless, record))
+    assert sent[0]["status"] == 413 and len(pulled) == 3  # refused on the header, nothing read
+    with pytest.raises(ValueError, match="`max_bytes` must be an int >= 0"):
+        BodyLimitMiddleware(app, max_bytes=-1)
+
+
+def test_chunked_oversized_body_over_loopback_is_refused_without_holding_it():
+    app = FastAPI()
+    calls = []
+
+    @app.post("/echo")
+    def echo(body: dict):
+        calls.append(body)
+        return body
+
+    limit = 1 << 20
+    limit_body_size(app, limit)
+    chunk = b"x" * (1 << 16)
+
+    def upload():  # 32 MiB without a Content-Length (Transfer-Encoding: chunked)
+        for _ in range(512):
+            yield chunk
+
+    with ServerThread(app) as server:
+        tracemalloc.start()
+        try:
+            r = httpx.post(server.url + "/echo", content=upload(), headers={"content-type": "application/json"})
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert r.status_code == 413 and f"> {limit} (stopped reading)" in r.json()["detail"]
+        assert peak < 8 * limit  # the old Content-Length-only check let the app read all 32 MiB
+        assert httpx.post(server.url + "/echo", json={"a": 1}).json() == {"a": 1}  # still serving
+    assert calls == [{"a": 1}]
 
 
 def test_warn_if_exposed(caplog):
