@@ -5,6 +5,7 @@ Examples::
     igpo-env serve scorer --model smollm2-135m-instruct                      # packaged model; CPU or GPU
     igpo-env serve scorer --model Qwen/Qwen2.5-7B-Instruct --dtype bfloat16 --max-batch 128 --port 8001
     igpo-env serve scorer --model /models/qwen --backend vllm               # vLLM engine (GPU + vllm)
+    igpo-env serve scorer --model smollm2-135m-instruct --max-cache-mb 4096  # prefix KV caches <= 4 GiB
 
 Clients: ``RemoteScorer("http://127.0.0.1:8001")`` (``POST /score``, ``GET /health``).
 """
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("hf", "vllm")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "auto")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+MIB = 2**20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-items", type=int, default=256, help="Most pairs per request (default: 256).")
     parser.add_argument(
         "--max-chars", type=int, default=200_000, help="Most characters per context or target (default: 200000)."
+    )
+    parser.add_argument(
+        "--max-cache-mb",
+        type=int,
+        default=None,
+        help="hf backend: MiB of per-episode prefix KV caches kept, least recently used evicted; 0 disables them "
+        "(default: a quarter of the RAM, or of the free GPU memory).",
     )
 
 
@@ -76,7 +85,14 @@ def build_scorer(args: argparse.Namespace) -> Scorer:
     from igpo_env.scoring.hf import HFScorer
 
     device = None if args.device == "auto" else args.device
-    return HFScorer(model, tokenizer=tokenizer, device=device, dtype=args.dtype, batch_size=args.max_batch)
+    return HFScorer(
+        model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=args.dtype,
+        batch_size=args.max_batch,
+        max_cache_bytes=None if args.max_cache_mb is None else args.max_cache_mb * MIB,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         "max_chars": args.max_chars,
     }
     validate_limits(**limits)  # before the (slow) model load
+    if args.max_cache_mb is not None:
+        check_int("--max-cache-mb", args.max_cache_mb, minimum=0)
+        if args.backend != "hf":
+            raise ValueError("--max-cache-mb bounds the hf backend's prefix caches; vllm manages its own KV memory")
     scorer = build_scorer(args)
     print(f"serving {args.backend} scorer {args.model} on http://{args.host}:{args.port} (POST /score, GET /health)")
     serve(scorer, host=args.host, port=args.port, **limits)

@@ -17,6 +17,12 @@ How a batch is scored (all exact, no approximation):
 Rows without a cache key and calls without ``cache_keys`` run the same two phases from an empty cache (plain batched
 scoring). :func:`naive_target_logprobs` is the one-sequence full-recompute reference the tests compare against.
 
+The per-key caches are bounded by count (``max_cached_streams``) and by bytes (``max_cache_bytes``, default
+:func:`default_cache_bytes`: a share of RAM, or of free GPU memory); the least recently used are dropped first. A
+stream's KV grows with its length (SmolLM2-135M in float32: 30 layers x K,V x 3 KV heads x 64 dims x 4 bytes =
+46 KB per token, ~69 MB for a 1,500-token transcript), so a count alone does not bound the memory that clients' cache
+keys can claim.
+
 Example:
         >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
     >>> scorer = HFScorer(tiny_causal_lm(), tiny_tokenizer())
@@ -33,6 +39,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from igpo_env._validation import check_choice, check_int, check_number
@@ -48,6 +55,8 @@ __all__ = [
     "DTYPES",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_CACHED_STREAMS",
+    "DEFAULT_CACHE_MEMORY_FRACTION",
+    "default_cache_bytes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +78,12 @@ FREE_PAD_TOKENS = 8
 DEFAULT_MAX_CACHED_STREAMS = 512
 """Per-key prefix caches kept (least recently used dropped first); the wrapper also releases finished episodes."""
 
+DEFAULT_CACHE_MEMORY_FRACTION = 0.25
+"""Share of the memory the prefix caches may hold by default (see :func:`default_cache_bytes`)."""
+
+_CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+"""Where Linux containers state their memory limit (cgroup v2, v1); a limit below the physical RAM wins."""
+
 
 def _require_torch():
     try:
@@ -85,6 +100,56 @@ class _Stream:
 
     ids: list[int]
     kv: list[tuple[Any, Any]] | None  # None when ids is empty
+
+
+def _total_ram_bytes() -> int:
+    """Physical RAM, or the container's cgroup memory limit when that is smaller."""
+    import psutil
+
+    total = int(psutil.virtual_memory().total)
+    for path in _CGROUP_MEMORY_LIMITS:
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def default_cache_bytes(device: str = "cpu", fraction: float = DEFAULT_CACHE_MEMORY_FRACTION) -> int:
+    """Default byte budget of the prefix caches: ``fraction`` of the RAM (CPU) or of the free GPU memory (CUDA).
+
+    On CUDA the free memory is read when called (after the model is loaded, so the weights are not counted twice);
+    on CPU the total RAM (or the container's memory limit) is used, as other processes come and go.
+
+    Args:
+        device: A torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        fraction: Share of that memory, in (0, 1].
+
+    Example:
+        >>> 0 < default_cache_bytes("cpu") <= default_cache_bytes("cpu", fraction=1.0)
+        True
+    """
+    check_number("fraction", fraction, minimum=0, maximum=1, strict="minimum")
+    torch, _ = _require_torch()
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free * fraction)
+    return int(_total_ram_bytes() * fraction)
+
+
+def _stream_nbytes(stream: _Stream) -> int:
+    """Bytes of memory a stream keeps alive: the storages its KV tensors view (a cropped view keeps the whole)."""
+    if stream.kv is None:
+        return 0
+    seen: dict[int, int] = {}
+    for k, v in stream.kv:
+        for t in (k, v):
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -167,7 +232,9 @@ class HFScorer:
 
     Implements :class:`~igpo_env.scoring.base.CachingScorer`: pass ``cache_keys`` (one per row, e.g. an episode id)
     to reuse the encoded transcript across calls; results equal a call without keys (to float rounding, < 1e-5 in
-    float32). :meth:`release` forgets keys; at most ``max_cached_streams`` keys are kept (LRU).
+    float32). :meth:`release` forgets keys; at most ``max_cached_streams`` keys and ``max_cache_bytes`` bytes of KV
+    are kept (least recently used evicted first; a stream larger than the whole budget is not kept), so any number
+    of client-chosen keys costs bounded memory. :meth:`cache_info` reports the use.
 
     Args:
         model: A model dir / hub id (loaded with ``AutoModelForCausalLM``), a registered packaged model name
@@ -181,6 +248,9 @@ class HFScorer:
             (see :func:`plan_batches`); default :data:`PAD_SLACK` of the device type (1.0 on CPU, 1.5 on CUDA).
         template: The IGPO pseudo-response template for message contexts.
         max_cached_streams: Prefix caches kept at most (least recently used evicted).
+        max_cache_bytes: Bytes of prefix KV kept at most (least recently used evicted); ``None``:
+            :func:`default_cache_bytes` of ``device`` (a quarter of the RAM, or of the free GPU memory); 0 disables
+            the caches.
 
     Example:
         >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
@@ -203,11 +273,13 @@ class HFScorer:
         pad_slack: float | None = None,
         template: IGTemplate = IGPO_TEMPLATE,
         max_cached_streams: int = DEFAULT_MAX_CACHED_STREAMS,
+        max_cache_bytes: int | None = None,
     ) -> None:
         check_choice("dtype", dtype, DTYPES)
         check_int("batch_size", batch_size, minimum=1)
         check_number("pad_slack", pad_slack, minimum=1, optional=True)
         check_int("max_cached_streams", max_cached_streams, minimum=0)
+        check_int("max_cache_bytes", max_cache_bytes, minimum=0, optional=True)
         if not isinstance(template, IGTemplate):
             raise TypeError(f"`template` must be an IGTemplate, got {type(template).__name__}")
         torch, transformers = _require_torch()
@@ -242,11 +314,16 @@ class HFScorer:
         self.pad_slack = float(pad_slack) if pad_slack is not None else PAD_SLACK.get(self.device.type, 1.0)
         self.template = template
         self.max_cached_streams = max_cached_streams
+        self.max_cache_bytes = default_cache_bytes(device) if max_cache_bytes is None else max_cache_bytes
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self._streams: OrderedDict[Hashable, _Stream] = OrderedDict()
+        self._stream_bytes: dict[Hashable, int] = {}
+        self._cache_bytes = 0
+        self.evicted_streams = 0
+        """Prefix caches dropped to stay within the bounds so far (releases not counted)."""
         self.encoded_tokens = 0
         """Tokens fed through the model so far (a counter for benchmarks and tests)."""
 
@@ -304,16 +381,61 @@ class HFScorer:
     def release(self, cache_keys: Sequence[Hashable]) -> None:
         """Forget the prefix caches of these keys (unknown keys are ignored)."""
         for key in cache_keys:
-            self._streams.pop(key, None)
+            self._drop(key)
 
     def clear_cache(self) -> None:
         """Forget all prefix caches."""
         self._streams.clear()
+        self._stream_bytes.clear()
+        self._cache_bytes = 0
 
     @property
     def num_cached_streams(self) -> int:
         """Count the keys that currently hold a prefix cache."""
         return len(self._streams)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of KV memory the prefix caches hold now."""
+        return self._cache_bytes
+
+    def cache_info(self) -> dict[str, int]:
+        """Prefix-cache use and bounds: ``streams``, ``bytes``, ``max_streams``, ``max_bytes``, ``evicted``.
+
+        Example:
+            >>> from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+            >>> scorer = HFScorer(tiny_causal_lm(), tiny_tokenizer(), max_cache_bytes=10**6)
+            >>> _ = scorer.score(["Karsel is the capital."], ["Karsel"], cache_keys=["episode-0"])
+            >>> info = scorer.cache_info()
+            >>> info["streams"], 0 < info["bytes"] <= info["max_bytes"]
+            (1, True)
+        """
+        return {
+            "streams": len(self._streams),
+            "bytes": self._cache_bytes,
+            "max_streams": self.max_cached_streams,
+            "max_bytes": self.max_cache_bytes,
+            "evicted": self.evicted_streams,
+        }
+
+    def _drop(self, key: Hashable) -> None:
+        if self._streams.pop(key, None) is not None:
+            self._cache_bytes -= self._stream_bytes.pop(key)
+
+    def _keep(self, key: Hashable, stream: _Stream) -> None:
+        """Store ``stream`` as the most recently used cache of ``key``, then evict down to both bounds."""
+        self._drop(key)
+        nbytes = _stream_nbytes(stream)
+        if self.max_cached_streams == 0 or nbytes > self.max_cache_bytes:
+            self.evicted_streams += 1  # would evict everything else and still not fit
+            return
+        self._streams[key] = stream
+        self._stream_bytes[key] = nbytes
+        self._cache_bytes += nbytes
+        while len(self._streams) > self.max_cached_streams or self._cache_bytes > self.max_cache_bytes:
+            oldest = next(iter(self._streams))
+            self._drop(oldest)
+            self.evicted_streams += 1
 
     # ------------------------------------------------------------------ engine
     def score_ids(
@@ -362,11 +484,8 @@ class HFScorer:
                 for i, lp in zip(rows, logprobs, strict=True):
                     results[i] = lp
         for sid, stream in streams.items():
-            if sid[0] == "key" and self.max_cached_streams > 0:
-                self._streams[sid[1]] = stream
-                self._streams.move_to_end(sid[1])
-        while len(self._streams) > self.max_cached_streams:
-            self._streams.popitem(last=False)
+            if sid[0] == "key":
+                self._keep(sid[1], stream)
         return results
 
     def _forward(

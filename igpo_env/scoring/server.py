@@ -8,7 +8,12 @@ Protocol:
   ``HFScorer``) drop the prefix KV caches of finished episodes. ``/score`` takes optional ``"cache_keys"``
   (one per pair, or null) that such a scorer uses to reuse an episode's encoded transcript across calls; other
   scorers ignore them.
-- ``GET /health`` answers ``{"status": "ok", ...limits..., "stats": {...}}``; ``GET /stats`` the batch counters.
+- ``GET /health`` answers ``{"status": "ok", ...limits..., "stats": {...}}``; ``GET /stats`` the batch counters,
+  plus ``"cache"`` (the prefix caches' ``streams``, ``bytes``, ``max_streams``, ``max_bytes``, ``evicted``) when the
+  scorer reports them (``HFScorer.cache_info``; its caches are bounded in bytes: ``serve scorer --max-cache-mb``).
+
+Request bodies are capped at the size the limits allow, counted while the body is read (so a chunked upload without
+``Content-Length`` is cut off too; :func:`~igpo_env._http.limit_body_size`).
 
 Concurrent requests are queued; one worker collects them for up to ``max_wait_ms`` (or until ``max_batch`` pairs are
 waiting), runs the scorer on the whole lot in chunks of at most ``max_batch`` pairs, and resolves every request. The
@@ -389,6 +394,14 @@ def create_app(
             detail += "; send a JSON body with `Content-Type: application/json`"
         return JSONResponse({"detail": detail}, status_code=422)
 
+    cache_info = getattr(scorer, "cache_info", None)
+
+    def all_stats() -> dict:
+        out: dict[str, Any] = stats.as_dict()
+        if callable(cache_info):
+            out["cache"] = cache_info()
+        return out
+
     @app.get("/health")
     async def health() -> dict:
         return {
@@ -396,12 +409,12 @@ def create_app(
             "scorer": type(scorer).__name__,
             "caching": batcher.caching,
             **limits,
-            "stats": stats.as_dict(),
+            "stats": all_stats(),
         }
 
     @app.get("/stats")
     async def get_stats() -> dict:
-        return stats.as_dict()
+        return all_stats()
 
     @app.post("/release")
     async def release(req: ReleaseRequest):

@@ -140,6 +140,43 @@ def test_cache_eviction_release_and_divergent_prefix(tok):
     assert scorer.num_cached_streams == 0
 
 
+def test_cache_is_bounded_in_bytes_lru_and_exact(tok):
+    from igpo_env.scoring.hf import _stream_nbytes, default_cache_bytes
+
+    model = tiny_causal_lm(seed=5)
+    eps = _episodes(8, 2)
+    probe = HFScorer(model, tok)
+    assert probe.max_cache_bytes == default_cache_bytes("cpu") > 0
+    sizes = []
+    for e, history in enumerate(eps):
+        probe.score([history[1]], ["Karsel"], cache_keys=[e])
+        sizes.append(probe.cache_bytes - sum(sizes))
+    assert all(b > 0 for b in sizes) and probe.cache_info()["bytes"] == sum(sizes)
+    bound = sizes[-1] + sizes[-2] + sizes[-3] // 2  # room for two streams, not three
+    scorer = HFScorer(model, tok, max_cache_bytes=bound)
+    for e, history in enumerate(eps):  # 8 keys through a 2-stream budget
+        got = scorer.score([history[1]], ["Karsel"], cache_keys=[e])[0]
+        assert got.token_logprobs == pytest.approx(_naive(model, tok, history[1], "Karsel"), abs=TOL)
+        info = scorer.cache_info()
+        assert 0 < info["bytes"] <= bound and info["bytes"] == sum(_stream_nbytes(s) for s in scorer._streams.values())
+    assert list(scorer._streams) == [6, 7] and scorer.evicted_streams == 6
+    # least recently used goes first: touching 6 makes 7 the oldest
+    scorer.score([eps[6][2]], ["Karsel"], cache_keys=[6])
+    assert 6 in scorer._streams and scorer.cache_bytes <= bound
+    scorer.release([6, 7])
+    assert scorer.cache_info()["bytes"] == 0 == scorer.num_cached_streams
+    # a stream larger than the whole budget is scored exactly but not kept; 0 disables the caches
+    for budget in (1, 0):
+        tiny = HFScorer(model, tok, max_cache_bytes=budget)
+        got = tiny.score([eps[0][2]], ["Karsel"], cache_keys=["a"])[0]
+        assert got.token_logprobs == pytest.approx(_naive(model, tok, eps[0][2], "Karsel"), abs=TOL)
+        assert tiny.cache_info()["streams"] == 0 == tiny.cache_bytes and tiny.evicted_streams == 1
+    with pytest.raises(ValueError, match="`max_cache_bytes` must be an int >= 0 or None, got -1"):
+        HFScorer(model, tok, max_cache_bytes=-1)
+    with pytest.raises(ValueError, match="`fraction`"):
+        default_cache_bytes("cpu", fraction=0)
+
+
 def test_bfloat16_runs_close_to_fp32(tok):
     model = tiny_causal_lm(seed=6)
     ctx = [h[-1] for h in _episodes(2, 2)]

@@ -110,6 +110,53 @@ def test_bad_json_and_huge_body(overlap_server):
     assert httpx.post(url, json=GOOD).status_code == 200
 
 
+def test_chunked_oversized_body_is_413_and_server_keeps_serving(overlap_server):
+    url = f"{overlap_server.url}/score"
+    limit = overlap_server.app.state.max_body_bytes
+    chunk = b" " * 65536
+
+    def upload():  # no Content-Length: only counting while reading catches it
+        for _ in range(limit // len(chunk) + 16):
+            yield chunk
+
+    r = httpx.post(url, content=upload(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and f"> {limit} (stopped reading)" in r.json()["detail"]
+    assert httpx.post(url, json=GOOD).status_code == 200
+
+
+def test_cache_bytes_stay_bounded_under_many_client_keys():
+    from testing_utils import tiny_causal_lm, tiny_tokenizer
+
+    from igpo_env.scoring.hf import HFScorer
+
+    model, tok = tiny_causal_lm(seed=3), tiny_tokenizer()
+    reference = HFScorer(model, tok)
+    transcripts = [[{"role": "user", "content": f"Question {i}: who founded Karsel?" + " x" * i}] for i in range(12)]
+    probe = HFScorer(model, tok)
+    probe.score(transcripts[-1:], ["Ilka"], cache_keys=["probe"])
+    bound = 3 * probe.cache_bytes  # room for about three of the twelve streams
+    hosted = HFScorer(model, tok, max_cache_bytes=bound)
+    app = create_app(hosted, max_wait_ms=1)
+    with ServerThread(app) as server, RemoteScorer(server.url) as remote:
+        assert app_stats(server)["cache"] == {
+            "streams": 0,
+            "bytes": 0,
+            "max_streams": hosted.max_cached_streams,
+            "max_bytes": bound,
+            "evicted": 0,
+        }
+        for i, transcript in enumerate(transcripts):  # a client filling the cache with twelve keys
+            got = remote.score([transcript], ["Ilka"], cache_keys=[f"episode-{i}"])[0]
+            assert got.token_logprobs == pytest.approx(
+                reference.score([transcript], ["Ilka"])[0].token_logprobs, abs=1e-5
+            )
+            cache = app_stats(server)["cache"]
+            assert 0 < cache["bytes"] <= bound and cache["streams"] <= 3
+        assert cache["evicted"] >= 9 and cache["streams"] + cache["evicted"] == len(transcripts)
+        assert httpx.get(f"{server.url}/health").json()["stats"]["cache"]["bytes"] == cache["bytes"]
+        assert remote.score(["Karsel is a city."], ["Karsel"])[0].mean_logprob < 0  # still serving
+
+
 def test_client_reports_4xx_reason(overlap_server):
     with RemoteScorer(overlap_server.url, max_items=100) as remote:
         with pytest.raises(RemoteError, match=r"HTTP 413.*max_items=8"):
@@ -251,7 +298,7 @@ def test_cli_serve_scorer_builds_hf_scorer_and_serves(tmp_path, monkeypatch):
 
     from igpo_env import cli
     from igpo_env.scoring import server as server_module
-    from igpo_env.scoring.hf import HFScorer
+    from igpo_env.scoring.hf import HFScorer, default_cache_bytes
 
     tiny_causal_lm().save_pretrained(tmp_path)
     tiny_tokenizer().save_pretrained(tmp_path)
@@ -260,8 +307,11 @@ def test_cli_serve_scorer_builds_hf_scorer_and_serves(tmp_path, monkeypatch):
     argv = ["serve", "scorer", "--model", str(tmp_path), "--port", "8123", "--device", "cpu", "--max-batch", "7"]
     assert cli.main(argv) == 0
     assert isinstance(served["scorer"], HFScorer) and served["scorer"].batch_size == 7
+    assert served["scorer"].max_cache_bytes == default_cache_bytes("cpu")
     assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["max_batch"] == 7
     assert served["scorer"].score(["Karsel is a city.\n"], ["Karsel"])[0].mean_logprob < 0
+    assert cli.main([*argv, "--max-cache-mb", "3"]) == 0
+    assert served["scorer"].max_cache_bytes == 3 * 2**20
 
 
 @pytest.mark.parametrize(
@@ -271,6 +321,8 @@ def test_cli_serve_scorer_builds_hf_scorer_and_serves(tmp_path, monkeypatch):
         (["--model", ".", "--max-batch", "0"], "max_batch"),
         (["--model", ".", "--port", "70000"], "--port"),
         (["--model", ".", "--max-wait-ms", "-1"], "max_wait_ms"),
+        (["--model", ".", "--max-cache-mb", "-1"], "--max-cache-mb"),
+        (["--model", ".", "--backend", "vllm", "--max-cache-mb", "8"], "hf backend"),
     ],
 )
 def test_cli_serve_scorer_user_errors(extra, match, capsys):
