@@ -5,6 +5,8 @@ Examples::
     igpo-env index build --corpus corpus.jsonl --kind bm25 --out idx/bm25
     igpo-env index build --corpus corpus.jsonl --kind dense --faiss-index HNSW32 --out idx/dense
     igpo-env serve retriever --index idx/bm25 --port 8000   # POST http://127.0.0.1:8000/retrieve
+    igpo-env index build --corpus wiki.jsonl --kind dense --faiss-index IVF4096,PQ64 --out idx/ivfpq
+    igpo-env serve retriever --index idx/ivfpq --mmap --nprobe 32  # index file mapped, not read into RAM
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def index_build_add_arguments(parser: argparse.ArgumentParser) -> None:
     dense.add_argument(
         "--faiss-index",
         default="Flat",
-        help="faiss.index_factory string: Flat, IVF{nlist},Flat, HNSW{M}, IVF{nlist},PQ{m} (default: Flat).",
+        help="faiss.index_factory string: Flat, IVF{nlist},Flat, HNSW{M}, IVF{nlist},PQ{m}, OPQ{m},IVF{nlist},PQ{m}, "
+        "IVF{nlist}_HNSW{M},PQ{m} (default: Flat). Memory per passage: Flat 4 x dim bytes, PQ{m} m + 8 bytes.",
     )
     dense.add_argument(
         "--model", default=None, help="Local sentence-transformers dir (default: packaged all-MiniLM-L6-v2)."
@@ -83,6 +86,14 @@ def serve_add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=None, help="Most queries per request (default: 512).")
     parser.add_argument("--max-query-chars", type=int, default=None, help="Longest query accepted (default: 4096).")
     parser.add_argument("--no-gpu", action="store_true", help="Keep a dense FAISS index on CPU.")
+    parser.add_argument(
+        "--mmap",
+        action="store_true",
+        help="Memory-map the index files (dense: faiss IO_FLAG_MMAP_IFC; bm25: score arrays) instead of reading "
+        "them into RAM: the page cache holds them, shared by processes serving the same index.",
+    )
+    parser.add_argument("--nprobe", type=int, default=None, help="Dense IVF: lists visited per query (default: 16).")
+    parser.add_argument("--ef-search", type=int, default=None, help="Dense HNSW: search depth (default: 64).")
 
 
 def serve_run(args: argparse.Namespace) -> int:
@@ -104,9 +115,16 @@ def serve_run(args: argparse.Namespace) -> int:
     }
     host, port = pick(args.host, server.DEFAULT_HOST), pick(args.port, server.DEFAULT_PORT)
     path = Path(args.index)
-    options = {}
-    if path.is_dir() and read_meta(path).get("kind") == "dense" and args.no_gpu:
+    options: dict[str, object] = {"mmap": True} if args.mmap else {}
+    dense = path.is_dir() and read_meta(path).get("kind") == "dense"
+    if dense and args.no_gpu:
         options["use_gpu"] = False
+    for name in ("nprobe", "ef_search"):
+        value = getattr(args, name)
+        if value is not None:
+            if not dense:
+                raise ValueError(f"--{name.replace('_', '-')} applies to a dense index; {path} is not one")
+            options[name] = value
     retriever = get_retriever(path, **options)
     server.create_app(retriever, **limits)  # validate the limits before announcing the server
     print(f"serving {retriever!r} on http://{host}:{port}/retrieve (Ctrl-C to stop)")

@@ -9,6 +9,10 @@
 - Build: passages are encoded chunk by chunk into a memory-mapped ``embeddings.npy``, then added to the index chunk
   by chunk, so the build never holds all vectors in RAM at once.
 - Saved layout: ``meta.json``, ``docs.jsonl``, ``index.faiss`` (``faiss.write_index``) and ``embeddings.npy``.
+- Memory: :meth:`DenseRetriever.load` with ``mmap=True`` maps ``index.faiss`` instead of reading it into RAM
+  (:func:`mmap_flag`), so a served index lives in the page cache (shared between processes, evictable) rather than
+  in each process' own memory. At Wikipedia scale (21M passages) a ``Flat`` index of 768-d vectors is ~65 GB;
+  ``IVF{nlist},PQ{m}`` stores ``m`` bytes + an 8-byte id per passage (``benchmarks/index_memory.py`` measures both).
 
 CPU notes (measured on 2 cores, MiniLM): encode in float32 (~37 passages/s) or bfloat16 (~55/s), never float16 on
 CPU (~8/s). faiss-cpu only uses BLAS for batched Flat search above ``distance_compute_blas_threshold`` queries
@@ -44,6 +48,7 @@ __all__ = [
     "DEFAULT_INDEX_TYPE",
     "DEFAULT_BLAS_THRESHOLD",
     "ENCODE_DTYPES",
+    "mmap_flag",
 ]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +89,21 @@ def _import_faiss():
     except ImportError as e:
         raise DependencyNotInstalled("DenseRetriever needs faiss: `pip install faiss-cpu` (or faiss-gpu-cu12)") from e
     return faiss
+
+
+def mmap_flag(faiss: Any) -> int:
+    """Return the ``faiss.read_index`` flag that memory-maps an index file of any type.
+
+    ``IO_FLAG_MMAP`` alone maps only the inverted lists of IVF indexes (a ``Flat`` or ``HNSW`` index is still read
+    into RAM, measured with faiss 1.15); ``IO_FLAG_MMAP_IFC`` (faiss >= 1.10) maps the codes of every index type.
+    The two must not be combined (faiss then refuses IVF files: "mmap only supported for File objects").
+
+    Example:
+        >>> import faiss
+        >>> mmap_flag(faiss) == getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+        True
+    """
+    return int(getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP))
 
 
 def default_model_path() -> Path:
@@ -507,7 +527,11 @@ class DenseRetriever:
             use_gpu: FAISS on GPU: ``"auto"``, True or False.
             nprobe: IVF lists visited per query.
             ef_search: HNSW search depth.
-            mmap: Memory-map ``index.faiss`` (``faiss.IO_FLAG_MMAP``) instead of reading it into RAM.
+            mmap: Memory-map ``index.faiss`` (:func:`mmap_flag`) instead of reading it into RAM: the vectors or
+                codes stay in the page cache, shared by every process serving the file and evictable under memory
+                pressure; searches touch only the pages they read (an IVF index visits ``nprobe`` lists). Do not
+                rewrite the file in place while it is mapped (``build_index`` replaces directories by rename, which
+                is safe).
 
         Raises:
             IndexNotFoundError: if the directory or a file is missing. DataFormatError: if a file is corrupt.
@@ -518,7 +542,7 @@ class DenseRetriever:
         if not path.is_file():
             raise IndexNotFoundError(f"{path}: missing; the dense index directory is incomplete, rebuild it")
         try:
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
+            index = faiss.read_index(str(path), mmap_flag(faiss) if mmap else 0)
         except RuntimeError as e:
             raise DataFormatError(f"{path}: corrupt FAISS index ({str(e).splitlines()[0]}); rebuild it") from e
         store = DocStore.load(Path(directory, DOCS_FILE))

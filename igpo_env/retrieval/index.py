@@ -117,7 +117,8 @@ def load_index(directory: str | os.PathLike[str], **options: Any) -> Retriever:
 
     Args:
         directory: An index directory written by :func:`build_index` (or ``igpo-env index build``).
-        **options: Passed to the backend's ``load`` (e.g. ``mmap=True`` for BM25, ``use_gpu=False`` for dense).
+        **options: Passed to the backend's ``load`` (e.g. ``mmap=True`` to map the index files instead of reading
+            them into RAM, ``use_gpu=False`` for dense).
 
     Raises:
         IndexNotFoundError: if the directory or a file in it is missing.
@@ -243,7 +244,7 @@ def get_retriever(spec: RetrieverSpec, kind: str | None = None, *, verbose: bool
 
 _RUNTIME_OPTIONS: dict[str, tuple[str, ...]] = {
     "bm25": ("mmap",),
-    "dense": ("use_gpu", "device", "nprobe", "ef_search", "batch_size"),
+    "dense": ("use_gpu", "device", "nprobe", "ef_search", "batch_size", "mmap"),
 }
 """Options of :func:`get_retriever` that only affect how an index is loaded and searched (not the cache key)."""
 

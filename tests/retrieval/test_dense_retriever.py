@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -5,6 +9,7 @@ from igpo_env.data.toy import toy_corpus, toy_qa
 from igpo_env.error import DataFormatError, IndexNotFoundError
 from igpo_env.retrieval import DenseRetriever, Retriever, get_retriever, load_index
 from igpo_env.retrieval.dense import default_model_path, load_encoder
+from igpo_env.types import Doc
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +113,62 @@ def test_load_errors(tmp_path, encoder):
     (d / "index.faiss").unlink()
     with pytest.raises(IndexNotFoundError, match="index.faiss"):
         DenseRetriever.load(d, model=encoder)
+
+
+# ---------------------------------------------------------------- memory-mapped loading and compressed indexes
+_RSS_SCRIPT = """
+import sys
+import faiss  # imported before the first measurement, as the store below
+import numpy as np
+from igpo_env.retrieval.base import DocStore
+from igpo_env.retrieval.dense import DenseRetriever
+
+class StubEncoder:  # only the dimension is checked on load; no torch needed
+    def get_embedding_dimension(self):
+        return int(sys.argv[2])
+
+def anon_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+
+DocStore.load(sys.argv[1] + "/docs.jsonl")  # warm the allocator: measure the index, not the passages
+before = anon_mb()
+r = DenseRetriever.load(sys.argv[1], model=StubEncoder(), use_gpu=False, mmap=sys.argv[3] == "1")
+r.search_vectors(np.ones((4, int(sys.argv[2])), dtype=np.float32), 5)
+print(anon_mb() - before)
+"""
+
+
+def _random_index(tmp_path, encoder, n, index_type, seed=0):
+    dim = encoder.get_embedding_dimension()
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    docs = [Doc(f"d{i}", f"T{i}", "x") for i in range(n)]
+    r = DenseRetriever.from_embeddings(vectors, docs, model=encoder, index_type=index_type, use_gpu=False)
+    return r.save(tmp_path / index_type.replace(",", "_")), vectors
+
+
+@pytest.mark.parametrize("index_type", ["Flat", "HNSW8", "IVF16,PQ8x4", "OPQ8_64,IVF16,PQ8x4", "IVF16_HNSW8,PQ8x4"])
+def test_mmap_load_gives_the_same_results(tmp_path, encoder, index_type):
+    directory, vectors = _random_index(tmp_path, encoder, 1000, index_type)
+    read = DenseRetriever.load(directory, model=encoder, use_gpu=False, nprobe=4)
+    mapped = get_retriever(directory, model=encoder, use_gpu=False, nprobe=4, mmap=True)
+    for a, b in zip(read.search_vectors(vectors[:20], 5), mapped.search_vectors(vectors[:20], 5), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert mapped.search(["Karsel"], 2)[0][0].id.startswith("d")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads RssAnon from /proc (Linux)")
+def test_mmap_keeps_a_flat_index_out_of_process_memory(tmp_path, encoder):
+    directory, _ = _random_index(tmp_path, encoder, 40_000, "Flat")  # 59 MiB of vectors
+    size_mb = (directory / "index.faiss").stat().st_size / 2**20
+    dim = str(encoder.get_embedding_dimension())
+
+    def grown(mmap):
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(directory), dim, mmap], capture_output=True)
+        assert out.returncode == 0, out.stderr.decode()[-2000:]
+        return float(out.stdout)
+
+    assert grown("0") > 0.8 * size_mb  # read: the whole index in anonymous memory
+    assert grown("1") < 0.2 * size_mb  # mapped: page cache only (faiss' IO_FLAG_MMAP alone would read a Flat index)

@@ -69,3 +69,27 @@ def test_serve_runs_server(tmp_path, monkeypatch):
     assert main(["serve", "retriever", "--index", str(d), "--port", "8123", "--max-batch", "7"]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["max_batch"] == 7
     assert isinstance(seen["retriever"], BM25Retriever)
+
+
+def test_serve_mmap_and_dense_search_options(tmp_path, monkeypatch, capsys):
+    import faiss
+
+    from igpo_env.retrieval import DenseRetriever, server
+
+    seen, loads = {}, []
+    monkeypatch.setattr(server, "serve", lambda retriever, **kw: seen.update(kw, retriever=retriever))
+    bm25 = BM25Retriever.from_docs(toy_corpus()).save(tmp_path / "bm25")
+    assert main(["serve", "retriever", "--index", str(bm25), "--mmap"]) == 0
+    assert isinstance(seen["retriever"], BM25Retriever)
+    assert main(["serve", "retriever", "--index", str(bm25), "--nprobe", "4"]) == 2
+    assert "--nprobe applies to a dense index" in capsys.readouterr().err
+    DenseRetriever.build(toy_corpus(), tmp_path / "dense", index_type="IVF2,Flat", use_gpu=False)
+    load = DenseRetriever.load.__func__
+    monkeypatch.setattr(
+        DenseRetriever, "load", classmethod(lambda cls, d, **kw: loads.append(kw) or load(cls, d, **kw))
+    )
+    argv = ["serve", "retriever", "--index", str(tmp_path / "dense"), "--mmap", "--nprobe", "2", "--no-gpu"]
+    assert main(argv) == 0
+    assert loads == [{"mmap": True, "use_gpu": False, "nprobe": 2}]
+    assert faiss.extract_index_ivf(seen["retriever"].index).nprobe == 2
+    assert seen["retriever"].search(["Karsel"], 1)[0][0].id == "t2"
