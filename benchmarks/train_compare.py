@@ -58,6 +58,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: best on a shared CPU).")
     p.add_argument(
+        "--learning-rate", type=float, default=None, help="Learning rate of every run (default: igpo-env train's)."
+    )
+    p.add_argument(
+        "--before-json",
+        default=None,
+        help="JSON of a dev eval of the same start model with the same eval settings (the 'before' of an earlier run, "
+        "or its file written by this benchmark): reused instead of evaluating the start model again in every job.",
+    )
+    p.add_argument(
         "--jobs", type=int, default=1, help="Runs trained at once, each in its own process (1; 2 fills 2 cores)."
     )
     return p
@@ -88,6 +97,7 @@ def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: d
         max_steps=opts["steps"],
         seed=seed,
         ig_coef=ALGOS[algo],
+        **({} if opts.get("learning_rate") is None else {"learning_rate": opts["learning_rate"]}),
         report_to="none",
         save_strategy="no",
         disable_tqdm=True,
@@ -122,28 +132,46 @@ def _log(run: dict[str, Any]) -> None:
     logger.info("%s seed %d: dev F1 %.3f -> %.3f", run["algo"], run["seed"], run["before"]["f1"], run["final_f1"])
 
 
-def _run_all(jobs: list[tuple[int, str]], opts: dict[str, Any], workdir: Path, n_jobs: int, threads: int) -> list:
-    """Train every (seed, algo) run, ``n_jobs`` at a time in worker processes (in this process when 1)."""
+def _run_all(
+    jobs: list[tuple[int, str]],
+    opts: dict[str, Any],
+    workdir: Path,
+    n_jobs: int,
+    threads: int,
+    before: dict | None = None,
+    partial: Path | None = None,
+) -> list:
+    """Train every (seed, algo) run, ``n_jobs`` at a time in worker processes (in this process when 1).
+
+    ``before`` (a dev eval of the start model) is reused by every run when given; each finished run is appended to
+    ``partial`` (JSON lines) as it ends, so a stopped benchmark keeps the runs it finished.
+    """
     from tqdm.auto import tqdm
 
     runs: list[dict[str, Any]] = []
+
+    def _done(run: dict[str, Any]) -> None:
+        runs.append(run)
+        _log(run)
+        if partial is not None:
+            with partial.open("a") as f:
+                f.write(json.dumps(run) + "\n")
+
     if n_jobs == 1:
-        before = None
         for seed, algo in tqdm(jobs, desc="train_compare runs"):
-            runs.append(run_one(algo, seed, opts, workdir, before))
+            _done(run_one(algo, seed, opts, workdir, before))
             before = runs[-1]["before"]  # greedy dev eval of the shared start model: computed once
-            _log(runs[-1])
         return runs
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_setup_process, initargs=(threads,)) as pool:
-        # each run evaluates the shared start model itself: handing one result to the others would serialize a run
-        futures = [pool.submit(run_one, algo, seed, opts, workdir, None) for seed, algo in jobs]
+        # without --before-json each run evaluates the shared start model itself: handing one result to the others
+        # would serialize a run
+        futures = [pool.submit(run_one, algo, seed, opts, workdir, before) for seed, algo in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="train_compare runs"):
-            runs.append(future.result())
-            _log(runs[-1])
+            _done(future.result())
     order = {job: i for i, job in enumerate(jobs)}
     return sorted(runs, key=lambda r: order[(r["seed"], r["algo"])])
 
@@ -183,7 +211,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         f"Command: `{summary['command']}`.",
         "",
         f"{summary['seeds']} seed(s), {summary['steps']} steps x {summary['rollouts_per_step']} rollouts, "
-        f"dev F1 on {summary['eval_limit']} questions, model `{summary['model']}`, {summary['machine']}.",
+        f"dev F1 on {summary['eval_limit']} questions, model `{summary['model']}`, learning rate "
+        f"{summary['learning_rate']:g}, {summary['machine']}.",
         "",
         "| metric | IGPO | GRPO |",
         "|---|---|---|",
@@ -211,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     base = QUICK if args.quick else FULL
     opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
+    opts["learning_rate"] = args.learning_rate
+    given_before = json.loads(Path(args.before_json).read_text()) if args.before_json else None
     if opts["seeds"] < 1 or opts["steps"] < 1:
         raise ValueError(f"--seeds and --steps must be >= 1, got {opts['seeds']} and {opts['steps']}")
     if args.jobs < 1:
@@ -221,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     jobs = [(seed, algo) for seed in range(opts["seeds"]) for algo in ALGOS]
     with tempfile.TemporaryDirectory(prefix="train_compare-") as tmp:
-        runs = _run_all(jobs, opts, Path(tmp), args.jobs, args.threads)
+        partial = out / f"{NAME}.runs.jsonl"
+        partial.unlink(missing_ok=True)
+        runs = _run_all(jobs, opts, Path(tmp), args.jobs, args.threads, given_before, partial)
     before = runs[0]["before"]
     per = {a: [r for r in runs if r["algo"] == a] for a in ALGOS}
     grpo_final = {r["seed"]: r["final_f1"] for r in per["grpo"]}
@@ -257,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = train_defaults()
     summary["rollouts_per_step"] = defaults["prompts_per_step"] * defaults["num_generations"]
+    lr = opts["learning_rate"]
+    summary["learning_rate"] = lr if lr is not None else defaults["learning_rate"]
+    summary["start_eval_reused"] = bool(args.before_json)
     (out / f"{NAME}.json").write_text(json.dumps({**summary, "runs": runs}, indent=2))
     (out / f"{NAME}.md").write_text(_markdown(summary))
     _plot(runs, out / f"{NAME}.png")

@@ -157,3 +157,27 @@ def test_train_compare_rejects_bad_counts():
         with pytest.raises(ValueError, match=match):
             compare([*argv, "--out", "unused", "--threads", str(threads + 1)])
     assert torch.get_num_threads() == threads  # rejected before touching the process's torch threads
+
+
+@pytest.mark.slow
+def test_train_compare_reuses_start_eval_and_writes_runs_as_they_end(tiny_policy_dir, tmp_path):
+    import json
+
+    from benchmarks.train_compare import main as compare
+
+    threads = torch.get_num_threads()
+    marker = {"f1": 0.123, "em": 0.1, "n": 2, "by_source": {}}
+    before = tmp_path / "before.json"
+    before.write_text(json.dumps(marker))
+    argv = ["--quick", "--model", str(tiny_policy_dir), "--seeds", "1", "--steps", "1", "--eval-every", "0"]
+    argv += ["--eval-limit", "2", "--learning-rate", "1e-6", "--before-json", str(before), "--out", str(tmp_path)]
+    try:
+        assert compare([*argv, "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((tmp_path / "train_compare.json").read_text())
+    assert summary["start_f1"] == 0.123 and summary["start_eval_reused"] is True
+    assert summary["learning_rate"] == 1e-6
+    lines = (tmp_path / "train_compare.runs.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["algo"] for line in lines) == ["grpo", "igpo"]
+    assert all(json.loads(line)["before"] == marker for line in lines)
