@@ -36,6 +36,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval",): ("agents.igpo.cli:evaluate", "Evaluate a policy on a QA split (EM/F1 per data source)."),
     ("bench",): ("benchmarks.cli", "Run a benchmark script (python -m benchmarks.NAME)."),
     ("quickstart",): ("agents.quickstart", "World -> bootstrap -> short IGPO training -> eval -> report."),
+    ("sb3", "train"): ("agents.sb3_cli:train", "Train a MaskablePPO candidate-action agent (outcome or IG rewards)."),
 }
 """Subcommand path -> ("module[:prefix]", help). The module has ``{prefix_}add_arguments`` and ``{prefix_}run``, or
 ``{prefix_}make_parser`` and ``{prefix_}main``."""
