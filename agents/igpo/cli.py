@@ -100,13 +100,13 @@ def train_make_parser(prog: str = "igpo-env train") -> TrlParser:
 def parse_train_args(argv: Sequence[str] | None = None) -> tuple[IGPOConfig, RunArguments, TrainCommandArguments]:
     """Parse ``igpo-env train`` arguments (``--config FILE.yaml`` + flags) into the config and the options.
 
-    ``--algo grpo`` sets ``ig_coef=0``; ``{algo}`` and ``{seed}`` in ``output_dir`` are filled in; ``--quiet``
-    sets ``disable_tqdm``.
+    ``--algo grpo`` sets ``ig_coef=0`` and ``turn_reward="outcome"``; ``{algo}`` and ``{seed}`` in ``output_dir``
+    are filled in; ``--quiet`` sets ``disable_tqdm``.
 
     Raises:
         FileNotFoundError: for a ``--config`` file that does not exist.
         ValueError: for an option of the config file that no field takes, or ``--algo grpo`` with a non-zero
-            ``ig_coef`` other than the default.
+            ``ig_coef`` other than the default or a ``turn_reward`` other than ``"ig"`` / ``"outcome"``.
         SystemExit: for an unknown flag (after printing the usage, as argparse does) and after ``--help``.
     """
     import sys
@@ -133,7 +133,9 @@ def parse_train_args(argv: Sequence[str] | None = None) -> tuple[IGPOConfig, Run
         default_coef = next(f.default for f in fields(config) if f.name == "ig_coef")
         if config.ig_coef not in (0.0, default_coef):
             raise ValueError(f"--algo grpo means ig_coef=0, got ig_coef {config.ig_coef}")
-        config.ig_coef = 0.0
+        if config.turn_reward not in ("ig", "outcome"):
+            raise ValueError(f"--algo grpo means turn_reward='outcome', got turn_reward {config.turn_reward!r}")
+        config.ig_coef, config.turn_reward = 0.0, "outcome"
     config.output_dir = config.output_dir.format(algo=cmd.algo, seed=config.seed)
     if cmd.quiet:
         config.disable_tqdm = True

@@ -13,9 +13,11 @@ from typing import Any
 from trl import GRPOConfig
 
 from agents.igpo.advantages import ADVANTAGE_NORMALIZATIONS, DEFAULT_EPS
+from agents.igpo.turn_rewards import TURN_REWARDS, check_turn_reward
 from igpo_env._validation import check_choice, check_fraction, check_int, check_number
 from igpo_env.actions import STOP_STRINGS
 from igpo_env.scoring.math import ALIAS_MODES, MODES
+from igpo_env.wrappers.shaping_registry import SHAPING_SCHEMES
 
 __all__ = ["IGPOConfig", "ADVANTAGES", "PER_TOKEN_LOSS_TYPES"]
 
@@ -34,6 +36,21 @@ DEFAULT_MAX_TURNS = 10
 DEFAULT_MAX_TURN_TOKENS = 128
 """New tokens per assistant turn."""
 
+GIGPO_STEP_WEIGHT = 1.0
+"""GiGPO's weight omega of the step advantage (``step_advantage_w`` in its released configs)."""
+
+_TURN_REWARD_HELP = (
+    "Where the per-turn rewards come from: "
+    + "; ".join(
+        f"'{name}' ({SHAPING_SCHEMES[name].summary if name in SHAPING_SCHEMES else 'GiGPO anchor-state advantage'})"
+        for name in TURN_REWARDS
+    )
+    + ". 'ig' scores IG off the rollout's KV cache (ig_mode); 'log_ig' sets ig_mode='log_prob_diff'; 'outcome' sets "
+    "ig_coef=0 (GRPO); the env schemes wrap each rollout env with igpo_env.wrappers.make_shaping(name, env, "
+    "**turn_reward_kwargs); 'gigpo_anchor' adds step_advantage_weight * the anchor-state step advantage to GRPO's "
+    "episode advantage. 'mc_value' and 'potential' are refused (they need a policy / a Python potential function)."
+)
+
 
 def _has_accelerator() -> bool:
     import torch
@@ -49,9 +66,9 @@ class IGPOConfig(GRPOConfig):
     ``temperature``, ``epsilon`` (clip, 0.2), ``learning_rate``, ``report_to``, ``use_vllm``, ...).
 
     Attributes:
-        ig_coef (`float`, defaults to `1.0`): Weight of the information-gain turn rewards. `0` is plain outcome-only
-            GRPO: the advantage is then TRL's GRPO sequence advantage (its `scale_rewards`, std and eps) on every
-            assistant token.
+        ig_coef (`float`, defaults to `1.0`): Weight of the turn rewards (information gain, or the terms of the
+            `turn_reward` scheme). `0` is plain outcome-only GRPO: the advantage is then TRL's GRPO sequence
+            advantage (its `scale_rewards`, std and eps) on every assistant token.
         ig_mode (`str`, defaults to `"prob_diff"`): `"prob_diff"` (r_t = p_t - p_{t-1}, IGPO) or `"log_prob_diff"`.
         ig_alias (`str`, defaults to `"first"`): Gold alias used for IG: `"first"` (IGPO), `"max"` or `"mean"`.
         normalization (`str`, defaults to `"joint"`): Group z-scoring of turn rewards: `"joint"` or `"separate"`.
@@ -70,6 +87,17 @@ class IGPOConfig(GRPOConfig):
             `retriever` as paths or URLs, `top_k`, `reward`, ...): checkpoints save the config. Pass live objects (a
             retriever, a list of QAExample) through `IGPOTrainer(env_kwargs=...)` instead. A string is parsed as a
             JSON object (the command line's form).
+        turn_reward (`str`, defaults to `"ig"`): Source of the per-turn rewards, by name
+            (:data:`agents.igpo.turn_rewards.TURN_REWARDS`; details in :mod:`agents.igpo.turn_rewards`): `"ig"`
+            (IGPO), `"log_ig"` (sets `ig_mode="log_prob_diff"`), `"outcome"` (sets `ig_coef=0`: GRPO),
+            `"answer_in_context"` / `"evidence_recall"` / `"search_cost"` (each rollout env wrapped with
+            `igpo_env.wrappers.make_shaping`; `ig_coef` weights their terms) or `"gigpo_anchor"` (GiGPO: needs
+            `advantage="paper"`; `ig_coef` unused). `"mc_value"` and `"potential"` are refused, saying why.
+        turn_reward_kwargs (`dict`, defaults to `{}`): Arguments of the scheme: the wrapper's for an env scheme
+            (e.g. `{"cost": 0.1}` for `"search_cost"`, `{"bonus": 0.2}`, `{"redundancy_coef": 0.5}`),
+            `{"normalize_std": true}` for `"gigpo_anchor"`; none for the others. A string is parsed as a JSON object.
+        step_advantage_weight (`float`, defaults to `1.0`): `"gigpo_anchor"` only: the weight omega in
+            `A_t = A_episode + omega * A_step,t` (GiGPO's `step_advantage_w`; 0 gives GRPO).
         scorer (`str`, defaults to `"policy"`): IG scorer: `"policy"` (the current policy, scored as a branch off
             the rollout's KV cache, as IGPO), a local model path (`HFScorer`) or an `http(s)://` scorer URL.
         beta (`float`, defaults to `0.001`, changed): KL coefficient (IGPO's value).
@@ -95,7 +123,10 @@ class IGPOConfig(GRPOConfig):
 
     ig_coef: float = field(
         default=1.0,
-        metadata={"help": "Weight of the information-gain turn rewards; 0 = plain outcome-only GRPO."},
+        metadata={
+            "help": "Weight of the turn rewards (information gain, or the turn_reward scheme's terms); 0 = plain "
+            "outcome-only GRPO."
+        },
     )
     ig_mode: str = field(
         default="prob_diff",
@@ -157,6 +188,21 @@ class IGPOConfig(GRPOConfig):
             "the command line."
         },
     )
+    turn_reward: str = field(
+        default="ig",
+        metadata={"help": _TURN_REWARD_HELP},
+    )
+    turn_reward_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": 'Arguments of the turn_reward scheme (the wrapper\'s, e.g. {"cost": 0.1} for search_cost; '
+            '{"normalize_std": true} for gigpo_anchor); a JSON object on the command line.'
+        },
+    )
+    step_advantage_weight: float = field(
+        default=GIGPO_STEP_WEIGHT,
+        metadata={"help": "gigpo_anchor: weight omega in A = A_episode + omega * A_step (GiGPO: 1.0)."},
+    )
     scorer: str = field(
         default="policy",
         metadata={"help": "IG scorer: 'policy' (the current policy, KV-cache branch), a model path or a scorer URL."},
@@ -181,6 +227,19 @@ class IGPOConfig(GRPOConfig):
             self.per_device_train_batch_size = self.prompts_per_step * self.num_generations
         super().__post_init__()
         check_number("ig_coef", self.ig_coef, minimum=0)
+        self.turn_reward_kwargs = check_turn_reward(
+            self.turn_reward, _json_object("turn_reward_kwargs", self.turn_reward_kwargs, '{"cost": 0.1}')
+        )
+        if self.turn_reward == "log_ig":
+            self.ig_mode = "log_prob_diff"
+        elif self.turn_reward == "outcome":
+            self.ig_coef = 0.0
+        elif self.turn_reward == "gigpo_anchor" and self.advantage != "paper":
+            raise ValueError(
+                f"`turn_reward='gigpo_anchor'` adds per-turn step advantages to the episode one; it needs "
+                f"`advantage='paper'`, got {self.advantage!r}"
+            )
+        check_number("step_advantage_weight", self.step_advantage_weight, minimum=0)
         check_choice("ig_mode", self.ig_mode, MODES)
         check_choice("ig_alias", self.ig_alias, ALIAS_MODES)
         check_choice("normalization", self.normalization, ADVANTAGE_NORMALIZATIONS)
@@ -201,28 +260,28 @@ class IGPOConfig(GRPOConfig):
             )
         if not isinstance(self.scorer, str) or not self.scorer:
             raise ValueError(f"`scorer` must be 'policy', a model path or a URL, got {self.scorer!r}")
-        self.env_kwargs = _env_kwargs(self.env_kwargs)
+        self.env_kwargs = _json_object("env_kwargs", self.env_kwargs, '{"top_k": 3}')
         if self.stop_strings is None:
             self.stop_strings = list(STOP_STRINGS)
         check_choice("loss_type", self.loss_type, PER_TOKEN_LOSS_TYPES)
 
 
-def _env_kwargs(value: Any) -> dict[str, Any]:
-    """Return ``env_kwargs`` as a JSON-serializable dict (``None``: ``{}``; a string: parsed as a JSON object)."""
+def _json_object(name: str, value: Any, example: str) -> dict[str, Any]:
+    """Return the field ``name`` as a JSON-serializable dict (``None``: ``{}``; a string: parsed as a JSON object)."""
     if value is None:
         return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise ValueError(f"`env_kwargs` must be a JSON object such as '{{\"top_k\": 3}}', got {value!r}") from e
+            raise ValueError(f"`{name}` must be a JSON object such as '{example}', got {value!r}") from e
     if not isinstance(value, dict):
-        raise TypeError(f"`env_kwargs` must be a dict, got {type(value).__name__}")
+        raise TypeError(f"`{name}` must be a dict, got {type(value).__name__}")
     try:
         json.dumps(value)
     except TypeError as e:
         raise TypeError(
-            f"`env_kwargs` must be JSON-serializable (checkpoints save the config): {e}. Pass objects such as a "
+            f"`{name}` must be JSON-serializable (checkpoints save the config): {e}. Pass objects such as a "
             "retriever or a list of QAExample through IGPOTrainer(env_kwargs=...) instead"
         ) from e
     return value

@@ -20,6 +20,13 @@ from agents.igpo.advantages import (
     turn_to_token_advantages,
 )
 from agents.igpo.igpo_config import IGPOConfig
+from agents.igpo.turn_rewards import (
+    ENV_TURN_REWARDS,
+    IG_TURN_REWARDS,
+    gigpo_turn_advantages,
+    turn_rewards_of,
+    wrap_envs,
+)
 from agents.rollout import IGSpec, Rollout, generate_rollouts, make_envs
 
 __all__ = ["IGPOTrainer", "outcome_reward", "make_train_dataset"]
@@ -93,6 +100,11 @@ class IGPOTrainer(GRPOTrainer):
 
     With ``ig_coef=0`` (and ``advantage="paper"``) the per-token advantage of every assistant token is the parent's
     GRPO sequence advantage (discounted by ``gamma`` per remaining turn): the GRPO baseline is TRL's GRPO.
+
+    ``args.turn_reward`` picks the per-turn rewards by name (:mod:`agents.igpo.turn_rewards`): IG (default), an env
+    shaping scheme (the rollout envs, built or given, are wrapped with ``make_shaping`` and each turn's
+    ``info["shaping"]["reward"]`` is its reward), none (``"outcome"``), or GiGPO's anchor-state step advantage
+    (``"gigpo_anchor"``: ``A_t = A_GRPO + step_advantage_weight * A_step,t``).
 
     ``use_vllm=True`` (GPU; not testable on this CPU-only project's CI): each turn of all active rollouts is one call
     to TRL's ``VLLMGeneration.generate`` (colocate or server mode, weights synced by the parent; vLLM's prefix
@@ -172,15 +184,29 @@ class IGPOTrainer(GRPOTrainer):
                 rollout_func=lambda prompts, trainer: trainer._igpo_rollout(prompts),
                 **kwargs,
             )
-        if scorer is None and args.scorer != "policy" and args.ig_coef != 0:
+        if scorer is None and args.scorer != "policy" and self._scores_ig:
             scorer = _load_scorer(args.scorer)
         self.ig_scorer = scorer
+        if self._envs is not None:
+            self._envs = self._shape(self._envs)
+
+    @property
+    def _scores_ig(self) -> bool:
+        return self.args.turn_reward in IG_TURN_REWARDS and self.args.ig_coef != 0
 
     # ------------------------------------------------------------------ rollouts (TRL's rollout_func hook)
+    def _shape(self, envs: list[Any], like: Any = None) -> list[Any]:
+        """Wrap rollout envs with the env turn-reward scheme, if the config names one (and ``ig_coef`` is not 0)."""
+        args = self.args
+        if args.turn_reward not in ENV_TURN_REWARDS or args.ig_coef == 0:
+            return envs
+        return wrap_envs(envs, args.turn_reward, args.turn_reward_kwargs, like=like)
+
     def _get_envs(self, n: int) -> list[Any]:
         if self._envs is None or len(self._envs) < n:
             have = self._envs or []
-            self._envs = have + make_envs(n - len(have), self.args.env_id, **self._env_kwargs)
+            new = make_envs(n - len(have), self.args.env_id, **self._env_kwargs)
+            self._envs = have + self._shape(new, like=have[0] if have else None)
         return self._envs
 
     def _igpo_rollout(self, prompts: list) -> dict[str, Any]:
@@ -191,7 +217,7 @@ class IGPOTrainer(GRPOTrainer):
         qids = [str(x["question_id"]) for x in inputs]
         envs = self._get_envs(len(qids))
         mode = "train" if self.model.training else "eval"
-        ig = IGSpec(mode=args.ig_mode, alias=args.ig_alias, scorer=self.ig_scorer) if args.ig_coef != 0 else None
+        ig = IGSpec(mode=args.ig_mode, alias=args.ig_alias, scorer=self.ig_scorer) if self._scores_ig else None
         seed = (args.seed * SEED_STRIDE + self._rollout_calls) * SEED_STRIDE + self.accelerator.process_index
         self._rollout_calls += 1
         from trl.models import unwrap_model_for_generation
@@ -223,8 +249,14 @@ class IGPOTrainer(GRPOTrainer):
         if ig is not None:
             igs = [x for r in rollouts for x in r.ig_rewards]
             m["rollout/ig_mean"].append(float(np.mean(igs)) if igs else 0.0)
-        # share of turns with a non-zero reward (IG of the non-final turns, the outcome of the last one)
-        turn_rewards = [x for r in rollouts for x in (*r.ig_rewards, r.outcome)]
+        if args.turn_reward in ENV_TURN_REWARDS and args.ig_coef != 0:
+            terms = [x for r in rollouts for x in r.shaping_rewards]
+            m["rollout/shaping_mean"].append(float(np.mean(terms)) if terms else 0.0)
+        # share of turns with a non-zero reward (the scheme's for the non-final turns, the outcome of the last one)
+        turn_rewards = []
+        for r in rollouts:
+            rewards, final = turn_rewards_of(r, args.turn_reward, args.ig_coef)
+            turn_rewards.extend((*rewards, r.outcome + final))
         m["rollout/reward_density"].append(float(np.mean([abs(x) > REWARD_EPS for x in turn_rewards])))
         return {
             "prompt_ids": [r.prompt_ids for r in rollouts],
@@ -312,18 +344,41 @@ class IGPOTrainer(GRPOTrainer):
         """Per-token advantages (B, width) of this process's rollouts; groups normalized over all processes."""
         args = self.args
         local_n = len(rollouts)
-        records = [(r.ig_rewards, r.turn_spans, r.obs_ends, len(r.completion_ids)) for r in rollouts]
-        all_records = gather_object(records) if self.accelerator.num_processes > 1 else records
-        offset = self.accelerator.process_index * local_n if self.accelerator.num_processes > 1 else 0
-        outcomes = self._outcomes
-        if len(outcomes) != len(all_records):
-            raise RuntimeError(f"{len(outcomes)} outcome rewards for {len(all_records)} rollouts")
+        records = [
+            (
+                *turn_rewards_of(r, args.turn_reward, args.ig_coef),
+                r.obs_ends,
+                len(r.completion_ids),
+                r.retrieved_doc_ids,
+            )
+            for r in rollouts
+        ]
+        multi = self.accelerator.num_processes > 1
+        all_records = gather_object(records) if multi else records
+        offset = self.accelerator.process_index * local_n if multi else 0
+        if len(self._outcomes) != len(all_records):
+            raise RuntimeError(f"{len(self._outcomes)} outcome rewards for {len(all_records)} rollouts")
+        # r_T: the rollout's reward plus the final turn's term (env shaping schemes; 0 otherwise)
+        outcomes = [o + rec[1] if rec[1] else o for o, rec in zip(self._outcomes, all_records, strict=True)]
         group_ids = [i // group_size for i in range(len(all_records))]
         out = torch.zeros(local_n, width, dtype=torch.float32)
+        if args.turn_reward == "gigpo_anchor":
+            episode = gather_object(seq_adv.tolist()) if multi else seq_adv.tolist()
+            turn_adv = gigpo_turn_advantages(
+                episode,
+                [rec[4] for rec in all_records],
+                outcomes,
+                group_ids,
+                weight=args.step_advantage_weight,
+                gamma=args.gamma,
+                normalize_std=args.turn_reward_kwargs.get("normalize_std", False),
+                eps=args.advantage_eps,
+            )
+            return self._broadcast(rollouts, turn_adv, offset, out)
         if args.advantage == "released":
             token_rewards = [
-                released_token_rewards(length, obs_ends, ig, outcome, ig_coef=args.ig_coef)
-                for (ig, _, obs_ends, length), outcome in zip(all_records, outcomes, strict=True)
+                released_token_rewards(length, obs_ends, rewards, outcome, ig_coef=args.ig_coef)
+                for (rewards, _, obs_ends, length, _), outcome in zip(all_records, outcomes, strict=True)
             ]
             adv = released_token_advantages(token_rewards, group_ids)
             for i in range(local_n):
@@ -348,6 +403,13 @@ class IGPOTrainer(GRPOTrainer):
             ig_coef=args.ig_coef,
             eps=args.advantage_eps,
         )
+        return self._broadcast(rollouts, turn_adv, offset, out)
+
+    @staticmethod
+    def _broadcast(
+        rollouts: list[Rollout], turn_adv: list[list[float]], offset: int, out: torch.Tensor
+    ) -> torch.Tensor:
+        """Copy each local rollout's turn advantages to its turns' assistant tokens in ``out``."""
         for i, r in enumerate(rollouts):
             a = turn_to_token_advantages(turn_adv[offset + i], r.turn_spans, len(r.completion_ids))
             out[i, : len(a)] = torch.from_numpy(a).float()

@@ -4,7 +4,9 @@
 - :func:`make_envs`: sub-envs sharing one dataset and retriever (a turn's searches go out in one batched call).
 - :func:`start_episodes`: reset each env and encode its chat-templated prompt.
 - :func:`apply_turn`: record one assistant turn per row, step the envs, and append the environment tokens (end of
-  turn, observation message, next generation prompt) of the rows that go on, with ``env_mask`` 0.
+  turn, observation message, next generation prompt) of the rows that go on, with ``env_mask`` 0. Envs wrapped by a
+  turn-shaping scheme (:func:`igpo_env.wrappers.make_shaping`) have each turn's term recorded apart from the env's
+  reward (:attr:`Rollout.shaping_rewards`).
 
 Example:
     >>> from igpo_env.data.toy import toy_corpus, toy_qa
@@ -25,6 +27,7 @@ from typing import Any, NamedTuple
 
 from igpo_env._validation import check_int
 from igpo_env.types import Message
+from igpo_env.wrappers.shaping import SHAPING_KEY
 
 __all__ = ["Rollout", "RolloutStats", "TurnOutput", "make_envs", "start_episodes", "apply_turn", "TurnContext"]
 
@@ -43,7 +46,8 @@ class Rollout:
         obs_ends: Per non-final turn, the index of the last token appended after it (its observation).
         ig_rewards: Per non-final turn, its information gain.
         mean_logprobs: Gold-answer mean log-probs after each turn boundary (index 0: the bare prompt).
-        env_rewards: Per turn, the environment's reward (0 for searches, the format penalty, the outcome).
+        env_rewards: Per turn, the environment's reward (0 for searches, the format penalty, the outcome); from a
+            shaping-wrapped env, its reward minus the wrapper's term.
         outcome: Episode return (sum of ``env_rewards``): the reward of the final turn.
         terminated: The agent answered.
         truncated: Cut at ``max_turns`` or at the completion budget.
@@ -51,6 +55,9 @@ class Rollout:
         messages: The chat transcript.
         logprobs: Per completion token, the sampling log-prob (0.0 for environment tokens).
         action_types: Per turn, the env's ``info["action_type"]`` (``"search"``, ``"answer"`` or ``"invalid"``).
+        retrieved_doc_ids: Per turn, the env's ``info["retrieved_doc_ids"]`` (empty for a turn that did not search).
+        shaping_rewards: Per turn, the term a shaping wrapper added to the env reward (``info["shaping"]["reward"]``,
+            see :mod:`igpo_env.wrappers.shaping`); empty when the env is not shaped.
     """
 
     question_id: str
@@ -70,6 +77,8 @@ class Rollout:
     messages: list[Message] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     action_types: list[str] = field(default_factory=list)
+    retrieved_doc_ids: list[list[str]] = field(default_factory=list)
+    shaping_rewards: list[float] = field(default_factory=list)
 
     @property
     def num_turns(self) -> int:
@@ -252,8 +261,13 @@ def apply_turn(
         _, reward, terminated, truncated, info = res
         ro = rollouts[r]
         sampled_eot = stops.ends_with_eot(turn_tokens[j])
+        shaping = info.get(SHAPING_KEY)
+        if shaping is not None:  # a shaping wrapper's term, kept apart from the env's own reward
+            ro.shaping_rewards.append(float(shaping["reward"]))
+            reward = float(reward) - ro.shaping_rewards[-1]
         ro.env_rewards.append(float(reward))
         ro.action_types.append(str(info.get("action_type", "invalid")))
+        ro.retrieved_doc_ids.append([str(d) for d in info.get("retrieved_doc_ids") or ()])
         ro.messages = [dict(m) for m in info["messages"]]
         ro.final_info = {k: v for k, v in info.items() if k != "messages"}
         ends = terminated or truncated or turn >= ctx.max_turns
