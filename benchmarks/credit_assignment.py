@@ -414,6 +414,11 @@ def _markdown(summary: dict[str, Any]) -> str:
         "retrieved a supporting document no earlier turn retrieved (n/a: one class only). Share of rollout: the "
         "scheme's time per turn beyond a bare replay over the policy's rollout time per turn.",
         "",
+        "Hidden labels: `evidence_recall` reads the gold supporting passages, the very labels the AUROC ranks "
+        "against (its AUROC is close to 1 by construction); `ig`, `log_ig`, `answer_in_context` and `potential` "
+        "(answer-token recall of the retrieved text) read the gold answer; `outcome`, `search_cost`, `mc_value` and "
+        "`gigpo_anchor` read neither beyond the outcome.",
+        "",
         f"![credit assignment]({NAME}.png)",
         "",
     ]
