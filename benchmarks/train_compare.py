@@ -61,6 +61,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=float, default=None, help="Learning rate of every run (default: igpo-env train's)."
     )
     p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="Recompute activations in backward (a training process of the warm-started SmolLM2 peaks at ~11 GB "
+        "without it: use it with --jobs 2 on a 24 GB machine).",
+    )
+    p.add_argument(
         "--before-json",
         default=None,
         help="JSON of a dev eval of the same start model with the same eval settings (the 'before' of an earlier run, "
@@ -98,6 +104,7 @@ def run_one(algo: str, seed: int, opts: dict[str, Any], workdir: Path, before: d
         seed=seed,
         ig_coef=ALGOS[algo],
         **({} if opts.get("learning_rate") is None else {"learning_rate": opts["learning_rate"]}),
+        gradient_checkpointing=bool(opts.get("gradient_checkpointing")),
         report_to="none",
         save_strategy="no",
         disable_tqdm=True,
@@ -241,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     base = QUICK if args.quick else FULL
     opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
     opts["learning_rate"] = args.learning_rate
+    opts["gradient_checkpointing"] = args.gradient_checkpointing
     given_before = json.loads(Path(args.before_json).read_text()) if args.before_json else None
     if opts["seeds"] < 1 or opts["steps"] < 1:
         raise ValueError(f"--seeds and --steps must be >= 1, got {opts['seeds']} and {opts['steps']}")
