@@ -59,7 +59,8 @@ REPEATS = 3
 DEFAULT_THREADS = 1
 """torch and FAISS threads. On this shared 2-core machine one thread was 2-3x faster than two for MiniLM query
 encoding and for FAISS Flat search (OpenMP threads spin against other processes); pass --threads 2 on a quiet box."""
-SERVER_START_TIMEOUT_S = 120.0
+SERVER_START_TIMEOUT_S = 300.0
+"""A server on a busy shared machine (importing torch, loading a model) can take minutes to answer /health."""
 RSS_POLL_S = 0.02
 TARGETS = {"bm25_qps_batch64": 2000, "dense_flat_qps_batch64": 500, "bm25_recall_at5_1hop": 0.9}
 
@@ -157,17 +158,26 @@ def eval_questions(world: Path, n: int) -> dict[str, list[Any]]:
     return {kind: [e for e in pool if e.data_source == kind][:n] for kind in HOPS}
 
 
-@contextlib.contextmanager
-def served(index_dir: Path) -> Iterator[str]:
-    """Run ``igpo-env serve retriever`` on ``index_dir`` in a separate process (as deployed); yield its endpoint."""
-    import httpx
-
+def free_port() -> int:
+    """Return a free loopback TCP port (bound and released: another process may take it, rarely)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "igpo_env.cli", "serve", "retriever", "--index", str(index_dir), "--port", str(port)]
-    cmd += ["--max-batch", str(BATCH)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``igpo-env serve ARGS --port PORT`` in a separate process (as deployed); yield its base URL once healthy.
+
+    Args:
+        args: The ``igpo-env`` arguments, e.g. ``["serve", "retriever", "--index", DIR]``.
+        port: The loopback port it binds (see :func:`free_port`).
+        env: Environment of the server process (default: this one's).
+    """
+    import httpx
+
+    cmd = [sys.executable, "-m", "igpo_env.cli", *args, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -178,13 +188,21 @@ def served(index_dir: Path) -> Iterator[str]:
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"retriever server did not start: {proc.stderr.read().decode()[-2000:]}"
+                        f"`igpo-env {' '.join(args[:2])}` did not start: {proc.stderr.read().decode()[-2000:]}"
                     ) from None
                 time.sleep(0.2)
-        yield base + "/retrieve"
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def served(index_dir: Path) -> Iterator[str]:
+    """Run ``igpo-env serve retriever`` on ``index_dir`` in a separate process (as deployed); yield its endpoint."""
+    args = ["serve", "retriever", "--index", str(index_dir), "--max-batch", str(BATCH)]
+    with serve_process(args, free_port()) as base:
+        yield base + "/retrieve"
 
 
 def bench_bm25(world: Path, cfg: dict, queries: list[str], questions: dict, results: dict) -> Any:
@@ -220,18 +238,23 @@ def bench_bm25(world: Path, cfg: dict, queries: list[str], questions: dict, resu
     return bm25
 
 
+def subset_positions(ids: list[str], n: int, questions: dict) -> list[int]:
+    """Corpus positions of ``n`` passages: every evaluated question's first-hop passage, then evenly spaced others."""
+    needed = {e.supporting_doc_ids[0] for exs in questions.values() for e in exs}
+    keep = {i for i, d in enumerate(ids) if d in needed}
+    for i in range(0, len(ids), max(1, len(ids) // n)):
+        if len(keep) >= n:
+            break
+        keep.add(i)
+    return sorted(keep)
+
+
 def dense_subset(world: Path, n: int, questions: dict) -> list[Any]:
     """``n`` passages: every evaluated question's first-hop passage, then evenly spaced others, in corpus order."""
     from igpo_env.data import load_corpus
 
     docs = list(load_corpus(world / "corpus.jsonl"))
-    needed = {e.supporting_doc_ids[0] for exs in questions.values() for e in exs}
-    keep = {i for i, d in enumerate(docs) if d.id in needed}
-    for i in range(0, len(docs), max(1, len(docs) // n)):
-        if len(keep) >= n:
-            break
-        keep.add(i)
-    return [docs[i] for i in sorted(keep)]
+    return [docs[i] for i in subset_positions([d.id for d in docs], n, questions)]
 
 
 def bench_dense(world: Path, cfg: dict, queries: list[str], questions: dict, results: dict) -> None:

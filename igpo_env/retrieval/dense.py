@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_BLAS_THRESHOLD",
     "ENCODE_DTYPES",
     "mmap_flag",
+    "set_search_params",
 ]
 
 logger = logging.getLogger(__name__)
@@ -196,14 +197,28 @@ def _encode(encoder: Any, texts: list[str], batch_size: int) -> np.ndarray:
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def _search_params(index_type: str, nprobe: int | None, ef_search: int | None) -> dict[str, int]:
-    params = {}
+def set_search_params(index: Any, index_type: str, nprobe: int | None = None, ef_search: int | None = None) -> None:
+    """Set the search depth of a FAISS index: IVF lists visited (``nprobe``), HNSW candidates (``efSearch``).
+
+    Args:
+        index: A CPU FAISS index.
+        index_type: Its ``faiss.index_factory`` string (decides which parameters apply).
+        nprobe: IVF lists visited per query (default :data:`DEFAULT_NPROBE`).
+        ef_search: HNSW candidate list size (default :data:`DEFAULT_EF_SEARCH`).
+
+    Example:
+        >>> import faiss
+        >>> index = faiss.index_factory(8, "IVF4,Flat")
+        >>> set_search_params(index, "IVF4,Flat", nprobe=3)
+        >>> faiss.extract_index_ivf(index).nprobe
+        3
+    """
+    faiss = _import_faiss()
     upper = index_type.upper()
     if "IVF" in upper:
-        params["nprobe"] = nprobe or DEFAULT_NPROBE
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe or DEFAULT_NPROBE)
     if "HNSW" in upper:
-        params["efSearch"] = ef_search or DEFAULT_EF_SEARCH
-    return params
+        faiss.ParameterSpace().set_index_parameter(index, "efSearch", ef_search or DEFAULT_EF_SEARCH)
 
 
 class DenseRetriever:
@@ -270,8 +285,7 @@ class DenseRetriever:
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.batch_size = batch_size
-        for name, value in _search_params(index_type, nprobe, ef_search).items():
-            faiss.ParameterSpace().set_index_parameter(index, name, value)
+        set_search_params(index, index_type, nprobe, ef_search)
         self._search_index = self._to_gpu(faiss, index, use_gpu)
 
     @staticmethod
