@@ -7,6 +7,13 @@ the dataclass defaults, ``agents/igpo/configs/cpu.yaml`` (the CPU-sized default 
 :data:`agents.igpo.configs.TRAIN_DEFAULTS_FILE`), ``--config FILE.yaml``, the flags. Each flag has an underscore and a
 dash spelling (``--max_steps`` / ``--max-steps``). The pipeline itself is :func:`agents.igpo.pipeline.run_training`.
 
+``igpo-env eval`` plays greedy episodes with :func:`agents.rollout.evaluate_policy` and the episode settings of the
+trainer's dev eval (``cpu.yaml``, or a train ``--config``), so its numbers are the trainer's "before" / "after" dev
+numbers for the same model and questions. It takes one or more ``--model``, a ``--dataset`` (FlashRAG jsonl, verl
+parquet, a dir, or ``synthwiki``) and a ``--retriever``, and writes the IGPO paper's tables (rows = models, columns =
+data sources + average; EM and F1 under both answer normalizations, :mod:`agents.igpo.eval_report`) as markdown and
+JSON.
+
 Heavy libraries (torch, transformers, TRL) are imported inside the functions, never at module level.
 
 Example:
@@ -40,7 +47,11 @@ __all__ = [
     "train_make_parser",
     "parse_train_args",
     "train_main",
+    "SYNTHWIKI",
+    "EVAL_SETTINGS",
     "evaluate_add_arguments",
+    "eval_settings",
+    "eval_data",
     "evaluate_run",
 ]
 
@@ -178,6 +189,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- igpo-env eval
+SYNTHWIKI = "synthwiki"
+"""``--dataset`` value naming the default SynthWiki world (of ``--world-seed``)."""
+
+EVAL_SETTINGS = ("max_turns", "max_turn_tokens", "max_completion_length", "stop_strings", "search_top_k")
+"""Episode settings of a dev evaluation, taken from ``cpu.yaml`` (then ``--config``, then the flags): the trainer's
+dev eval (:func:`agents.igpo.pipeline.run_training`) plays with the same ones, so both report the same numbers."""
+
+
 def evaluate_add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``eval`` options to ``parser`` (episode settings default to ``igpo-env train``'s, ``cpu.yaml``)."""
     from agents.bootstrap.fixture import FIXTURE_POLICY
@@ -186,63 +205,156 @@ def evaluate_add_arguments(parser: argparse.ArgumentParser) -> None:
     d = train_defaults()
     parser.add_argument(
         "--model",
+        action="append",
         default=None,
-        help=f"HF dir, packaged name or {FIXTURE_POLICY!r} (default: the warm-started packaged model).",
+        help=f"HF dir, packaged name or {FIXTURE_POLICY!r}; repeat for one table row per model (default: the "
+        "warm-started packaged model).",
     )
-    parser.add_argument("--data", default=None, help="Dir with corpus.jsonl + {split}.jsonl (default: SynthWiki).")
+    parser.add_argument(
+        "--dataset",
+        "--data",
+        default=SYNTHWIKI,
+        help="QA to evaluate: a FlashRAG .jsonl or verl .parquet file, a dir with {split}.jsonl/.parquet, or "
+        f"{SYNTHWIKI!r} (the default world of --world-seed) (default: {SYNTHWIKI}).",
+    )
+    parser.add_argument(
+        "--retriever",
+        default=None,
+        help="Retriever: an http(s) URL (Search-R1 protocol), an index dir or a corpus .jsonl (default: the "
+        "corpus.jsonl of the dataset's dir).",
+    )
     parser.add_argument("--world-seed", type=int, default=0, help="Seed of the default world and model (0).")
-    parser.add_argument("--split", default="dev", help="Split to evaluate (dev).")
+    parser.add_argument("--split", default="dev", help="Split of a dataset dir or of synthwiki (dev).")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate the first N questions.")
-    parser.add_argument("--batch-size", type=int, default=32, help="Episodes decoded together (32).")
-    parser.add_argument("--max-turns", type=int, default=d["max_turns"], help=f"Turn limit ({d['max_turns']}).")
     parser.add_argument(
-        "--max-turn-tokens", type=int, default=d["max_turn_tokens"], help=f"Tokens per turn ({d['max_turn_tokens']})."
+        "--config",
+        default=None,
+        help="A train config YAML: take its episode settings (as its run's dev eval; flags still override).",
     )
     parser.add_argument(
-        "--search-top-k", type=int, default=d["search_top_k"], help=f"Passages per search ({d['search_top_k']})."
+        "--batch-size", type=int, default=None, help=f"Episodes decoded together ({d['eval_batch_size']})."
     )
-    parser.add_argument("--out", default=None, help="Write the metrics as JSON to this file.")
+    parser.add_argument("--max-turns", type=int, default=None, help=f"Turn limit ({d['max_turns']}).")
+    parser.add_argument("--max-turn-tokens", type=int, default=None, help=f"Tokens per turn ({d['max_turn_tokens']}).")
+    parser.add_argument(
+        "--max-completion-length",
+        type=int,
+        default=None,
+        help=f"Completion tokens per episode ({d['max_completion_length']}).",
+    )
+    parser.add_argument("--search-top-k", type=int, default=None, help=f"Passages per search ({d['search_top_k']}).")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="Write eval.json and eval.md to this dir (or the JSON to a .json path, .md beside).",
+    )
     parser.add_argument("--threads", type=int, default=d["threads"], help=f"torch CPU threads ({d['threads']}).")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
 
 
+def eval_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the episode settings and batch size of ``igpo-env eval``: ``cpu.yaml``, then ``--config``, then flags.
+
+    Example:
+        >>> ns = argparse.Namespace(config=None, max_turns=2, max_turn_tokens=None, max_completion_length=None,
+        ...                         search_top_k=None, batch_size=None)
+        >>> s = eval_settings(ns)
+        >>> s["max_turns"], s["max_turn_tokens"], s["stop_strings"], s["eval_batch_size"]
+        (2, 96, ['</search>', '</answer>'], 64)
+    """
+    from agents.igpo.configs import load_config, train_defaults
+    from igpo_env.actions import STOP_STRINGS
+
+    values = {**train_defaults(), **(load_config(args.config) if args.config else {})}
+    settings = {k: values.get(k) for k in (*EVAL_SETTINGS, "eval_batch_size")}
+    settings["stop_strings"] = list(settings["stop_strings"] or STOP_STRINGS)
+    for key in ("max_turns", "max_turn_tokens", "max_completion_length", "search_top_k"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.batch_size is not None:
+        settings["eval_batch_size"] = args.batch_size
+    for key in ("max_turns", "max_turn_tokens", "search_top_k", "eval_batch_size"):
+        check_int(key, settings[key], minimum=1)
+    check_int("max_completion_length", settings["max_completion_length"], minimum=1, optional=True)
+    return settings
+
+
+def eval_data(dataset: str, split: str, world_seed: int = 0, retriever: str | None = None) -> tuple[list, str]:
+    """Return the QA examples ``--dataset`` names and the retriever spec (``--retriever``, else a corpus beside it).
+
+    Raises:
+        FileNotFoundError: for a missing dataset, or no retriever given and no ``corpus.jsonl`` beside the data.
+    """
+    from agents.igpo.pipeline import resolve_data
+    from igpo_env.data import load_qa
+
+    path = resolve_data(None if dataset == SYNTHWIKI else dataset, world_seed)
+    examples = load_qa(path, split=split) if path.is_dir() else load_qa(path)
+    corpus = (path if path.is_dir() else path.parent) / "corpus.jsonl"
+    if retriever is None and not corpus.is_file():
+        raise FileNotFoundError(
+            f"no retriever for {dataset!r}: there is no corpus.jsonl beside it; pass --retriever URL, an index dir "
+            "or a corpus .jsonl"
+        )
+    return examples, retriever or str(corpus)
+
+
 def evaluate_run(args: argparse.Namespace) -> int:
-    """Run ``igpo-env eval``: greedy episodes, EM/F1 overall and per data source."""
+    """Run ``igpo-env eval``: greedy episodes per model; EM/F1 per data source as the paper's tables (md + JSON)."""
     import torch
 
-    from agents.igpo.configs import train_defaults
-    from agents.igpo.pipeline import resolve_data, resolve_policy
+    from agents.igpo.eval_report import markdown_report, paper_tables, rescore, source_order
+    from agents.igpo.pipeline import resolve_policy
     from agents.policy import load_policy
     from agents.rollout import evaluate_policy, make_envs
-    from igpo_env.data import load_qa
     from igpo_env.retrieval import get_retriever
 
     check_int("--limit", args.limit, minimum=1, optional=True)
-    check_int("--batch-size", args.batch_size, minimum=1)
+    settings = eval_settings(args)
     torch.set_num_threads(args.threads)
-    model_dir = resolve_policy(args.model, args.world_seed, not args.quiet)
-    data_dir = resolve_data(args.data, args.world_seed)
-    examples = load_qa(data_dir, split=args.split)
-    model, tokenizer = load_policy(model_dir)
+    examples, retriever_spec = eval_data(args.dataset, args.split, args.world_seed, args.retriever)
     n = min(len(examples), args.limit or len(examples))
     envs = make_envs(
-        min(args.batch_size, n),
+        min(settings["eval_batch_size"], n),
         dataset=examples,
-        retriever=get_retriever(str(data_dir / "corpus.jsonl")),
-        top_k=args.search_top_k,
+        retriever=get_retriever(retriever_spec),
+        top_k=settings["search_top_k"],
     )
-    res = evaluate_policy(
-        model,
-        tokenizer,
-        envs,
-        limit=args.limit,
-        max_turns=args.max_turns,
-        max_turn_tokens=args.max_turn_tokens,
-        max_completion_length=train_defaults()["max_completion_length"],
-        verbose=not args.quiet,
-    )
-    _print_eval(f"{args.split} ({model_dir})", res)
+    golds = {ex.id: ex.golden_answers for ex in examples}
+    results = []
+    for model in args.model or [None]:
+        model_dir = resolve_policy(model, args.world_seed, not args.quiet)
+        policy, tokenizer = load_policy(model_dir)
+        res = evaluate_policy(
+            policy,
+            tokenizer,
+            envs,
+            limit=args.limit,
+            **{k: settings[k] for k in EVAL_SETTINGS if k != "search_top_k"},
+            verbose=not args.quiet,
+            return_rollouts=True,
+        )
+        res["by_normalization"] = rescore(res.pop("rollouts"), golds, envs[0].unwrapped.protocol)
+        results.append({"model": str(model if model is not None else model_dir), "model_dir": str(model_dir), **res})
+        del policy
+    tables = paper_tables([(r["model"], r["by_normalization"]) for r in results])
+    split = args.split if Path(args.dataset).is_dir() or args.dataset == SYNTHWIKI else None
+    title = f"{args.dataset}{f' ({split})' if split else ''}: {n} questions"
+    markdown = markdown_report(tables, title=title)
+    print(markdown)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"model": str(model_dir), "split": args.split, **res}, indent=2))
+        out = Path(args.out)
+        json_path = out if out.suffix == ".json" else out / "eval.json"
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "dataset": args.dataset,
+            "split": split,
+            "retriever": retriever_spec,
+            "settings": settings,
+            "sources": source_order(s for r in results for s in r["by_source"]),
+            "models": results,
+            "tables": tables,
+        }
+        json_path.write_text(json.dumps(report, indent=2))
+        json_path.with_suffix(".md").write_text(markdown)
     return 0

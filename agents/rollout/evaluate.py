@@ -29,6 +29,7 @@ def evaluate_policy(
     max_completion_length: int | None = None,
     stop_strings: Sequence[str] = STOP_STRINGS,
     verbose: bool = False,
+    return_rollouts: bool = False,
 ) -> dict[str, Any]:
     """Greedy-decode one episode per question and report EM/F1 overall and per data source.
 
@@ -43,6 +44,8 @@ def evaluate_policy(
         max_completion_length: Completion token budget per episode.
         stop_strings: A turn ends at the first of these.
         verbose: Show a progress bar.
+        return_rollouts: Also return the episodes (:class:`~agents.rollout.Rollout`, in question order) as
+            ``"rollouts"``, e.g. to re-score their answers (``igpo-env eval``'s other answer normalization).
 
     Returns:
         ``{"em", "f1", "n", "answered", "mean_turns", "well_formed_rate", "by_source": {source: {"em", "f1", "n"}}}``
@@ -97,7 +100,7 @@ def evaluate_policy(
         agg["f1"] /= agg["n"]
     total = len(rollouts)
     turn_types = [t for r in rollouts for t in r.action_types]
-    return {
+    result = {
         "em": sum(r.em for r in rollouts) / total,
         "f1": sum(r.f1 for r in rollouts) / total,
         "n": total,
@@ -106,3 +109,4 @@ def evaluate_policy(
         "well_formed_rate": sum(t != "invalid" for t in turn_types) / max(1, len(turn_types)),
         "by_source": dict(sorted(by_source.items())),
     }
+    return {**result, "rollouts": rollouts} if return_rollouts else result

@@ -139,7 +139,7 @@ def test_dev_f1_is_one_number_in_the_report_the_eval_cli_and_the_trainer_eval(ti
     report = quality_report(model, tok, world, 5, verbose=False)
     out = tmp_path / "eval.json"
     assert main(["eval", "--model", str(tiny_policy_dir), "--limit", "5", "--out", str(out), "--quiet"]) == 0
-    cli = json.loads(out.read_text())
+    cli = json.loads(out.read_text())["models"][0]
     examples = load_qa(world, "dev")
     envs = make_envs(2, dataset=examples, retriever=get_retriever(str(world / "corpus.jsonl")))
     trainer_eval = evaluate_policy(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -57,27 +58,47 @@ def test_train_and_eval_commands(tiny_run, tmp_path, capsys):
     assert (out / "model.safetensors").exists()
     printed = capsys.readouterr().out
     assert "dev before" in printed and "dev after" in printed
-    res_file = tmp_path / "eval.json"
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                str(out),
-                "--data",
-                str(tiny_run / "world"),
-                "--limit",
-                "3",
-                "--max-turns",
-                "1",
-                "--out",
-                str(res_file),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert json.loads(res_file.read_text())["n"] == 3
+    # igpo-env eval on the start model and the trained one: the trainer's dev "before" / "after" numbers
+    cfg_eval = tmp_path / "eval-cfg.yaml"  # the run's config: eval takes its episode settings
+    cfg_eval.write_text(cfg.read_text())
+    res_dir = tmp_path / "eval"
+    argv = ["eval", "--model", str(tiny_run / "model"), "--model", str(out), "--dataset", str(tiny_run / "world")]
+    assert main([*argv, "--limit", "4", "--config", str(cfg_eval), "--out", str(res_dir), "--quiet"]) == 0
+    res = json.loads((res_dir / "eval.json").read_text())
+    before, after = res["models"]
+    assert (before["n"], after["n"], res["settings"]["max_turns"], res["settings"]["max_turn_tokens"]) == (4, 4, 2, 6)
+    for cli, trainer in ((before, report["before"]), (after, report["after"])):
+        assert (cli["f1"], cli["em"], cli["by_source"]) == (trainer["f1"], trainer["em"], trainer["by_source"])
+        assert cli["by_normalization"]["squad"]["f1"] == cli["f1"]  # the env's normalization: the same numbers
+    assert list(res["tables"]["igpo"]["f1"]["rows"]) == [str(tiny_run / "model"), str(out)]
+    markdown = (res_dir / "eval.md").read_text()
+    assert "## F1 (igpo normalization)" in markdown and "## EM (squad normalization)" in markdown
+    assert "| Model | synthwiki-" in capsys.readouterr().out
+
+
+def test_eval_on_verl_parquet_with_several_sources(tiny_run, tmp_path, capsys):
+    from igpo_env.data import load_qa, save_verl_parquet
+
+    sources = ["bamboogle", "nq", "hotpotqa", "triviaqa"]
+    dev = load_qa(tiny_run / "world", "dev")[:8]
+    examples = [dataclasses.replace(ex, data_source=sources[i % 4]) for i, ex in enumerate(dev)]
+    parquet = tmp_path / "data" / "test.parquet"
+    save_verl_parquet(examples, parquet, join_aliases=True)
+    argv = ["eval", "--model", str(tiny_run / "model"), "--dataset", str(parquet), "--max-turns", "1"]
+    assert main([*argv, "--max-turn-tokens", "4", "--quiet"]) == 2
+    assert "no retriever for" in capsys.readouterr().err
+    retriever = ["--retriever", str(tiny_run / "world" / "corpus.jsonl")]
+    assert main([*argv, "--max-turn-tokens", "4", *retriever, "--out", str(tmp_path / "r.json"), "--quiet"]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["sources"] == ["nq", "triviaqa", "hotpotqa", "bamboogle"] and res["split"] is None
+    for norm in ("igpo", "squad"):
+        for metric in ("em", "f1"):
+            table = res["tables"][norm][metric]
+            assert table["columns"] == [*res["sources"], "avg"]
+            (row,) = table["rows"].values()
+            assert row["avg"] == pytest.approx(sum(row[s] for s in res["sources"]) / 4)
+    assert [m["by_source"]["nq"]["n"] for m in res["models"]] == [2]
+    assert "| Model | nq | triviaqa | hotpotqa | bamboogle | Avg. |" in (tmp_path / "r.md").read_text()
 
 
 def test_user_errors(tiny_run, tmp_path, capsys):
@@ -91,6 +112,12 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     assert "--algo grpo means ig_coef=0" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope"), "--data", str(tiny_run / "world")]) == 2
     assert "neither a directory nor a packaged model name" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(tmp_path / "nope.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "--algo", "grpo", "--turn-reward", "search_cost"]) == 2
+    assert "--algo grpo means turn_reward='outcome'" in capsys.readouterr().err
+    assert main(["train", "--turn-reward", "potential"]) == 2
+    assert "needs a Python potential_fn" in capsys.readouterr().err
 
 
 def test_train_flags_come_from_the_dataclasses_with_cpu_yaml_defaults(capsys):
@@ -113,6 +140,11 @@ def test_train_flags_come_from_the_dataclasses_with_cpu_yaml_defaults(capsys):
     assert "--beta BETA KL coefficient (IGPO: 0.001; 0 skips the reference model). (default: 0.0)" in out
     assert re.search(r"--freeze-layers FREEZE_LAYERS Keep .*?\(default: 15\)", out)
     assert "--algo {igpo,grpo}" in out and "--normalization {joint,separate}" in out
+    from agents.igpo.turn_rewards import TURN_REWARDS
+
+    help_text = out[out.index("--turn_reward TURN_REWARD, --turn-reward") :][:1500]
+    assert all(f"'{name}'" in help_text for name in TURN_REWARDS), help_text
+    assert "--turn_reward_kwargs TURN_REWARD_KWARGS" in out and "--step_advantage_weight" in out
 
 
 def test_train_precedence_yaml_then_config_then_flags(tmp_path):
@@ -131,11 +163,13 @@ def test_train_precedence_yaml_then_config_then_flags(tmp_path):
     cfg.write_text("max_steps: 7\nbeta: 0.001\nfreeze_layers: 3\noutput_dir: out/{algo}-{seed}\n")
     config, run, cmd = parse_train_args(["--config", str(cfg), "--max_steps", "9", "--seed", "4", "--algo", "grpo"])
     assert (config.max_steps, config.beta, run.freeze_layers, config.ig_coef) == (9, 0.001, 3, 0.0)
-    assert config.output_dir == "out/grpo-4"
+    assert config.output_dir == "out/grpo-4" and config.turn_reward == "outcome"
     config, _, _ = parse_train_args(["--num-generations", "3", "--prompts-per-step", "5", "--quiet"])
     assert config.per_device_train_batch_size == 15 and config.disable_tqdm
     with pytest.raises(ValueError, match="--algo grpo means ig_coef=0, got ig_coef 0.5"):
         parse_train_args(["--algo", "grpo", "--ig-coef", "0.5"])
+    config, _, _ = parse_train_args(["--turn-reward", "search_cost", "--turn-reward-kwargs", '{"cost": 0.2}'])
+    assert (config.turn_reward, config.turn_reward_kwargs, config.ig_coef) == ("search_cost", {"cost": 0.2}, 1.0)
     with pytest.raises(SystemExit) as e:
         parse_train_args(["--no-such-flag", "1"])
     assert e.value.code == 2
