@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -276,8 +277,14 @@ def _recalls(ids: np.ndarray, flat_ids: np.ndarray, doc_ids: list[str], question
     return out
 
 
-def run_benchmark(cfg: dict[str, Any], work: Path, threads: int, keep: bool) -> dict[str, Any]:
-    """Encode, fill, build each index, measure each read and mapped; return the results dict."""
+def run_benchmark(
+    cfg: dict[str, Any], work: Path, threads: int, keep: bool, checkpoint: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
+    """Encode, fill, build each index, measure each read and mapped; return the results dict.
+
+    ``checkpoint(results)`` is called after each index with the results so far (``"complete": False``), so a long
+    run that is stopped still leaves its finished rows.
+    """
     import faiss
 
     from igpo_env.retrieval.base import DocStore, iter_docs
@@ -303,6 +310,23 @@ def run_benchmark(cfg: dict[str, Any], work: Path, threads: int, keep: bool) -> 
     n, dim = cfg["passages"], real.shape[1]
     logger.info("%d vectors (%d real) in %s", n, len(positions), vectors_path)
     indexes: dict[str, dict[str, Any]] = {}
+    results.update(
+        {
+            "passages": n,
+            "dim": dim,
+            "real_passages": len(positions),
+            "eval_questions": {k.removeprefix("synthwiki-"): len(v) for k, v in questions.items()},
+            "nprobe": NPROBE,
+            "complete": False,
+            "indexes": indexes,
+            "wiki_scale": {
+                **WIKI,
+                "bytes": {
+                    spec: expected_bytes(spec, WIKI["passages"], WIKI["dim"]) for spec in wiki_specs(cfg["indexes"])
+                },
+            },
+        }
+    )
     flat_ids = None
     served_dir = None
     for index_type in cfg["indexes"]:
@@ -355,6 +379,8 @@ def run_benchmark(cfg: dict[str, Any], work: Path, threads: int, keep: bool) -> 
         indexes[index_type] = entry
         if index_type == "Flat" and not keep:
             shutil.rmtree(directory)  # the largest; its neighbours are kept in flat_ids
+        if checkpoint is not None:
+            checkpoint(results)
     if served_dir is not None:
         m = run_measure({"retriever_dir": str(served_dir), "queries": str(work / "queries.npy"), "threads": threads})
         results["served_retriever"] = {
@@ -368,22 +394,7 @@ def run_benchmark(cfg: dict[str, Any], work: Path, threads: int, keep: bool) -> 
         for index_type in cfg["indexes"]:
             shutil.rmtree(work / index_type.replace(",", "_"), ignore_errors=True)
         vectors_path.unlink(missing_ok=True)
-    results.update(
-        {
-            "passages": n,
-            "dim": dim,
-            "real_passages": len(positions),
-            "eval_questions": {k.removeprefix("synthwiki-"): len(v) for k, v in questions.items()},
-            "nprobe": NPROBE,
-            "indexes": indexes,
-            "wiki_scale": {
-                **WIKI,
-                "bytes": {
-                    spec: expected_bytes(spec, WIKI["passages"], WIKI["dim"]) for spec in wiki_specs(cfg["indexes"])
-                },
-            },
-        }
-    )
+    results["complete"] = True
     return results
 
 
@@ -417,6 +428,8 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         )
     same = all(e.get("mmap_same_results") for e in r["indexes"].values())
     lines += ["", f"Mapped and read indexes returned {'identical' if same else 'DIFFERENT'} neighbours."]
+    if not r.get("complete", True):
+        lines += ["", "**Partial run**: the rows above are the indexes finished so far."]
     if "served_retriever" in r:
         s = r["served_retriever"]
         lines += [
@@ -491,7 +504,13 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
     }
     t0 = time.perf_counter()
-    results = {**header, **run_benchmark(cfg, work, args.threads, args.keep)}
+
+    def checkpoint(partial: dict[str, Any]) -> None:
+        write_results(
+            args.out, NAME, {**header, **partial, "total_s": round(time.perf_counter() - t0, 1)}, write_markdown
+        )
+
+    results = {**header, **run_benchmark(cfg, work, args.threads, args.keep, checkpoint)}
     results["total_s"] = round(time.perf_counter() - t0, 1)
     write_results(args.out, NAME, results, write_markdown)
     return 0
