@@ -17,7 +17,7 @@ CPU_RUN = {
     "max_steps": 20,
     "num_generations": 4,
     "prompts_per_step": 2,
-    "learning_rate": 5e-5,
+    "learning_rate": 2e-6,
     "lr_scheduler_type": "constant",
     "warmup_steps": 0,
     "beta": 0.0,
@@ -43,12 +43,12 @@ CPU_RUN = {
 def test_cpu_yaml_holds_the_cpu_run():
     defaults = train_defaults()
     assert {k: defaults[k] for k in CPU_RUN} == CPU_RUN
-    assert isinstance(defaults["learning_rate"], float)  # YAML reads 5e-5 (no dot) as a string
+    assert isinstance(defaults["learning_rate"], float)  # YAML reads 2e-6 (no dot) as a string
 
 
 def test_default_train_config_and_run_arguments_apply_the_yaml(tmp_path):
     cfg = default_train_config(tmp_path, max_steps=3, report_to="none")
-    assert (cfg.max_steps, cfg.learning_rate, cfg.max_turn_tokens, cfg.seed) == (3, 5e-5, 96, 0)
+    assert (cfg.max_steps, cfg.learning_rate, cfg.max_turn_tokens, cfg.seed) == (3, 2e-6, 96, 0)
     assert cfg.per_device_train_batch_size == 2 * 4 and cfg.output_dir == str(tmp_path)
     run = default_run_arguments(model="tiny")
     assert (run.model, run.freeze_layers, run.eval_limit, run.eval_batch_size) == ("tiny", 15, 64, 64)
