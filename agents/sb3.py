@@ -159,7 +159,7 @@ class TrainResult(NamedTuple):
     model: Any
     """The trained (Maskable)PPO model."""
     curve: list[dict[str, float]]
-    """Dev evaluations: ``{"timesteps", "f1", "em", "answered", "mean_turns"}`` each."""
+    """Dev evaluations: ``{"timesteps", "f1", "em", "answered", "mean_turns", "by_source"}`` each."""
     scorer: Any
     """The IG scorer used (a :class:`agents.sb3_env.MemoScorer` when memoized; ``None`` for outcome rewards)."""
 

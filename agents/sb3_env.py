@@ -410,7 +410,8 @@ class CandidateExtractor(BaseFeaturesExtractor):
 class DevF1Callback(BaseCallback):
     """Evaluate dev F1 (:func:`evaluate_candidates`, deterministic policy) every ``eval_freq`` steps and at the end.
 
-    Each point is appended to :attr:`curve` and logged as ``eval/dev_f1`` / ``eval/dev_em`` (TensorBoard).
+    Each point (``timesteps``, ``f1``, ``em``, ``answered``, ``mean_turns``, ``by_source``: F1 per data source) is
+    appended to :attr:`curve` and logged as ``eval/dev_f1`` / ``eval/dev_em`` (TensorBoard).
 
     Args:
         env: The evaluation :class:`CandidateActionWrapper`.
@@ -436,6 +437,7 @@ class DevF1Callback(BaseCallback):
 
         res = evaluate_candidates(policy, self.env, self.question_ids, self.max_turns)
         point = {"timesteps": int(self.num_timesteps), **{k: res[k] for k in ("f1", "em", "answered", "mean_turns")}}
+        point["by_source"] = {source: agg["f1"] for source, agg in res["by_source"].items()}
         self.curve.append(point)
         self.logger.record("eval/dev_f1", point["f1"])
         self.logger.record("eval/dev_em", point["em"])
