@@ -76,6 +76,27 @@ def test_train_and_eval_commands(tiny_run, tmp_path, capsys):
     assert "| Model | synthwiki-" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_eval_cli_gives_the_trainer_dev_numbers_of_the_tiny_policy(tiny_policy_dir, tmp_path, capsys):
+    from agents.igpo.pipeline import default_run_arguments, default_train_config, run_training
+
+    threads = torch.get_num_threads()
+    overrides = dict(max_steps=1, num_generations=2, prompts_per_step=1, learning_rate=1e-3, disable_tqdm=True)
+    config = default_train_config(tmp_path / "run", report_to="none", **overrides)
+    run = default_run_arguments(model=str(tiny_policy_dir), train_limit=2, eval_limit=6)
+    result = run_training(config, run, verbose=False)
+    # the fixture answers (dev F1 0 though): equal answered / turns / well-formed rates mean the same episodes
+    assert result["before"]["answered"] > 0 and result["before"]["mean_turns"] > 1
+    argv = ["eval", "--model", str(tiny_policy_dir), "--model", str(tmp_path / "run"), "--limit", "6"]
+    try:
+        assert main([*argv, "--threads", str(threads), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    before, after = json.loads((tmp_path / "eval" / "eval.json").read_text())["models"]
+    for cli, trainer in ((before, result["before"]), (after, result["after"])):
+        assert {k: cli[k] for k in trainer} == trainer
+
+
 def test_eval_on_verl_parquet_with_several_sources(tiny_run, tmp_path, capsys):
     from igpo_env.data import load_qa, save_verl_parquet
 
@@ -215,3 +236,52 @@ def test_train_compare_reuses_start_eval_and_writes_runs_as_they_end(tiny_policy
     lines = (tmp_path / "train_compare.runs.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["algo"] for line in lines) == ["grpo", "igpo"]
     assert all(json.loads(line)["before"] == marker for line in lines)
+
+
+def test_shaping_train_rejects_bad_arguments():
+    from benchmarks.shaping_train import main as shaping
+
+    threads = torch.get_num_threads()
+    cases = (
+        (["--jobs", "0"], "--jobs"),
+        (["--schemes", "ig", "ig"], "twice"),
+        (["--schemes", "mc_value"], "cannot be trained"),
+        (["--turn-reward-kwargs", "ig"], "NAME=JSON"),
+        (["--turn-reward-kwargs", "answer_in_context={bonus}"], "not JSON"),
+        (["--turn-reward-kwargs", 'evidence_recall={"bonus": 1}'], "unknown \\['bonus'\\]"),
+    )
+    for argv, match in cases:
+        with pytest.raises(ValueError, match=match):
+            shaping([*argv, "--out", "unused", "--threads", str(threads + 1)])
+    assert torch.get_num_threads() == threads  # rejected before touching the process's torch threads
+
+
+@pytest.mark.slow
+def test_shaping_train_writes_every_scheme(tiny_policy_dir, tmp_path):
+    from benchmarks.shaping_train import SCHEMES
+    from benchmarks.shaping_train import main as shaping
+
+    threads = torch.get_num_threads()
+    marker = {"f1": 0.123, "em": 0.1, "n": 2, "by_source": {}}
+    before = tmp_path / "before.json"
+    before.write_text(json.dumps(marker))
+    argv = ["--quick", "--model", str(tiny_policy_dir), "--steps", "1", "--eval-every", "0", "--eval-limit", "2"]
+    argv += ["--turn-reward-kwargs", 'answer_in_context={"bonus": 0.5}', "--before-json", str(before)]
+    try:
+        assert shaping([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((tmp_path / "shaping_train.json").read_text())
+    assert list(summary["schemes"]) == list(SCHEMES) == ["outcome", "ig", "answer_in_context", "evidence_recall"]
+    assert summary["start_f1"] == 0.123 and summary["seeds"] == 1 and summary["steps"] == 1
+    for name, scheme in summary["schemes"].items():
+        assert scheme["final_f1"] == pytest.approx(scheme["final_f1_per_seed"][0], abs=1e-4)
+        assert [p["step"] for p in scheme["curve"]] == [0, 1]
+        assert scheme["curve"][0] == {"step": 0, "mean": 0.123, "min": 0.123, "max": 0.123}
+        assert 0 <= scheme["zero_variance_rate"] <= 1 and scheme["train_seconds"] > 0
+        assert scheme["turn_reward_kwargs"] == ({"bonus": 0.5} if name == "answer_in_context" else {})
+    assert [r["algo"] for r in summary["runs"]] == list(SCHEMES)
+    lines = (tmp_path / "shaping_train.runs.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["algo"] for line in lines) == sorted(SCHEMES)
+    assert (tmp_path / "shaping_train.png").stat().st_size > 0
+    assert "| evidence_recall |" in (tmp_path / "shaping_train.md").read_text()
