@@ -247,7 +247,7 @@ def test_shaping_train_rejects_bad_arguments():
         (["--schemes", "ig", "ig"], "twice"),
         (["--schemes", "mc_value"], "cannot be trained"),
         (["--turn-reward-kwargs", "ig"], "NAME=JSON"),
-        (["--turn-reward-kwargs", "answer_in_context={bonus}"], "not JSON"),
+        (["--turn-reward-kwargs", "answer_in_context={bonus}"], "must be a JSON object"),
         (["--turn-reward-kwargs", 'evidence_recall={"bonus": 1}'], "unknown \\['bonus'\\]"),
     )
     for argv, match in cases:
