@@ -456,10 +456,10 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         lines.append(f"| {spec} | {b / 1e9:.2f} | {b / 2**30:.2f} | {b / flat:.3f}x |")
     lines += [
         "",
-        "Recall note: the filler has no topical clusters, so an exact top 5 is mostly real passages standing out "
-        "of the Gaussian bulk; on a corpus of real passages, neighbours are denser and PQ's coarser distances lose "
-        "more of them. Treat `recall@5 vs Flat` as an upper-side estimate and raise nprobe / PQ bytes (or re-rank "
-        "with the exact vectors) where it matters.",
+        "Recall note: the filler has the real vectors' mean and covariance but no topical clusters, so recall on "
+        "a corpus of real passages can differ either way. PQ codes (one byte per dim / m dimensions) and nprobe "
+        f"{r['nprobe']} lose neighbours here: raise nprobe, spend more PQ bytes, or re-rank the PQ "
+        "candidates with the exact vectors (memory-mapped) where recall matters more than RAM.",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
