@@ -36,7 +36,7 @@ from typing import Any
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 NAME = "sb3_compare"
 REWARDS = ("outcome", "ig")
-FULL = {"seeds": 3, "timesteps": 6000, "eval_freq": 1500, "train_questions": 300, "eval_questions": 100, "num_envs": 8}
+FULL = {"seeds": 3, "timesteps": 5000, "eval_freq": 1250, "train_questions": 200, "eval_questions": 100, "num_envs": 8}
 QUICK = {"seeds": 2, "timesteps": 768, "eval_freq": 384, "train_questions": 32, "eval_questions": 24, "num_envs": 4}
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="2 seeds, 768 steps, 32 train / 24 dev questions.")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="Output directory (default: benchmarks/results).")
     p.add_argument("--seeds", type=int, default=None, help="Seeds per reward (3; quick: 2).")
-    p.add_argument("--timesteps", type=int, default=None, help="Env steps per run (6000; quick: 768).")
-    p.add_argument("--eval-freq", type=int, default=None, help="Env steps between dev evaluations (1500; quick: 384).")
-    p.add_argument("--train-questions", type=int, default=None, help="Train questions (300; quick: 32).")
+    p.add_argument("--timesteps", type=int, default=None, help="Env steps per run (5000; quick: 768).")
+    p.add_argument("--eval-freq", type=int, default=None, help="Env steps between dev evaluations (1250; quick: 384).")
+    p.add_argument("--train-questions", type=int, default=None, help="Train questions (200; quick: 32).")
     p.add_argument("--eval-questions", type=int, default=None, help="Dev questions (100; quick: 24).")
     p.add_argument("--num-envs", type=int, default=None, help="Parallel episodes (8; quick: 4).")
     p.add_argument("--scorer", default=None, help="IG scorer model dir or packaged name (default: packaged SmolLM2).")
