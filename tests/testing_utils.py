@@ -143,3 +143,30 @@ def write_wheel(directory, package: str, version: str, files: dict):
         for name, data in members.items():
             zf.writestr(name, data)
     return path
+
+
+def tiny_igpo_args(output_dir, **overrides):
+    """An ``IGPOConfig`` for one CPU step of IGPOTrainer on the tiny fixture model (4 rollouts per prompt, 2 prompts,
+    up to 2 turns of 6 tokens, lr 1e-2, no KL, no saving or reporting); ``overrides`` replace any field."""
+    from agents.igpo.igpo_config import IGPOConfig
+
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=1,
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_turns=2,
+        max_turn_tokens=6,
+        learning_rate=1e-2,
+        report_to="none",
+        gradient_checkpointing=False,
+        use_cpu=True,
+        bf16=False,
+        beta=0.0,
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_steps=1,
+        seed=0,
+    )
+    kwargs.update(overrides)
+    return IGPOConfig(**kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from testing_utils import one_torch_thread
+from testing_utils import one_torch_thread, tiny_igpo_args
 
 from agents.igpo.advantages import paper_turn_advantages
 from agents.igpo.igpo_config import IGPOConfig
@@ -28,26 +28,7 @@ def retriever():
 
 
 def make_trainer(tmp_path, retriever, reward_funcs=None, model=None, **overrides):
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        max_steps=1,
-        num_generations=G,
-        per_device_train_batch_size=2 * G,
-        max_turns=2,
-        max_turn_tokens=6,
-        learning_rate=1e-2,
-        report_to="none",
-        gradient_checkpointing=False,
-        use_cpu=True,
-        bf16=False,
-        beta=0.0,
-        save_strategy="no",
-        disable_tqdm=True,
-        logging_steps=1,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    args = IGPOConfig(**kwargs)
+    args = tiny_igpo_args(tmp_path / "out", **overrides)  # G = 4 rollouts of 2 prompts
     return IGPOTrainer(
         model if model is not None else tiny_causal_lm(seed=1),
         args,
