@@ -27,6 +27,7 @@ from agents.igpo.turn_rewards import (
     turn_rewards_of,
     wrap_envs,
 )
+from agents.igpo.vllm_rollouts import check_vllm_setup
 from agents.rollout import IGSpec, Rollout, generate_rollouts, make_envs
 
 __all__ = ["IGPOTrainer", "outcome_reward", "make_train_dataset"]
@@ -106,11 +107,14 @@ class IGPOTrainer(GRPOTrainer):
     ``info["shaping"]["reward"]`` is its reward), none (``"outcome"``), or GiGPO's anchor-state step advantage
     (``"gigpo_anchor"``: ``A_t = A_GRPO + step_advantage_weight * A_step,t``).
 
-    ``use_vllm=True`` (GPU; not testable on this CPU-only project's CI): each turn of all active rollouts is one call
-    to TRL's ``VLLMGeneration.generate`` (colocate or server mode, weights synced by the parent; vLLM's prefix
-    caching reuses the transcript) through :func:`agents.rollout.generate_rollouts_with`, stopping at the stop
-    strings; IG is then scored by ``HFScorer`` on the training policy (per-episode prefix cache) unless another
-    scorer is configured. The engine-agnostic loop is tested on CPU with a stand-in engine.
+    ``use_vllm=True`` (vllm + a CUDA GPU; :func:`~agents.igpo.vllm_rollouts.check_vllm_setup` says what is missing
+    before anything loads): each turn of all active rollouts is one call to TRL's ``VLLMGeneration.generate``
+    (``vllm_mode="colocate"``, or ``"server"`` against ``trl vllm-serve``; weights synced by the parent; vLLM's
+    prefix caching reuses the transcript) through :func:`agents.rollout.generate_rollouts_with` and
+    :class:`~agents.igpo.vllm_rollouts.VLLMTurnEngine` (which keeps the processes of a multi-process run in step),
+    stopping at the stop strings; IG is then scored by ``HFScorer`` on the training policy (per-episode prefix cache)
+    unless another scorer is configured. Server mode is tested on CPU against a loopback stand-in of the vLLM server
+    (``tests/agents/igpo/test_igpo_vllm.py``).
 
     Args:
         model: Model id/path or a ``PreTrainedModel``.
@@ -158,6 +162,7 @@ class IGPOTrainer(GRPOTrainer):
             raise TypeError(f"`args` must be an IGPOConfig, got {type(args).__name__}")
         if "rollout_func" in kwargs:
             raise TypeError("IGPOTrainer provides its own `rollout_func`; do not pass one")
+        check_vllm_setup(args)
         self._envs = list(envs) if envs is not None else None
         self._env_kwargs = {**args.env_kwargs, **(env_kwargs or {})}
         if train_dataset is None:
@@ -268,32 +273,35 @@ class IGPOTrainer(GRPOTrainer):
         }
 
     def _vllm_rollouts(self, qids: list[str], envs: list[Any], ig: IGSpec | None):
-        """Rollouts through TRL's vLLM integration: one ``VLLMGeneration.generate`` call per turn."""
+        """Rollouts through TRL's vLLM integration, one ``VLLMGeneration.generate`` call per turn.
+
+        Each call is a round of all processes when it is a collective
+        (:class:`~agents.igpo.vllm_rollouts.VLLMTurnEngine`).
+        """
+        from agents.igpo.vllm_rollouts import VLLMTurnEngine
         from agents.rollout import generate_rollouts_with
 
         args = self.args
-        engine = self.vllm_generation
+        policy = self.accelerator.unwrap_model(self.model)
+        was_training = policy.training
         if ig is not None and ig.scorer is None:
             from igpo_env.scoring.hf import HFScorer
 
-            policy = self.accelerator.unwrap_model(self.model)
+            # HFScorer puts the policy in eval mode (no dropout while scoring); its training mode is restored below
             ig = IGSpec(mode=ig.mode, alias=ig.alias, scorer=HFScorer(policy, self.processing_class))
-
-        def generate_fn(prompts: list[list[int]], max_tokens: int):
-            saved = (engine.max_completion_length, engine.generation_kwargs)
-            engine.max_completion_length = max_tokens
-            engine.generation_kwargs = {
-                **(saved[1] or {}),
-                "stop": list(args.stop_strings),
-                "include_stop_str_in_output": True,
-            }
-            try:
-                _, completion_ids, logprobs, _ = engine.generate(prompts, images=None, num_generations=1)
-            finally:
-                engine.max_completion_length, engine.generation_kwargs = saved
-            return completion_ids, [[float(lp[0]) for lp in row] for row in logprobs]
-
-        return generate_rollouts_with(generate_fn, self.processing_class, envs, qids, **self._episode_limits(), ig=ig)
+        engine = self.vllm_generation
+        collective = self.accelerator.num_processes > 1 and (
+            getattr(engine, "mode", None) == "server" or getattr(engine, "tensor_parallel_size", 1) > 1
+        )
+        turn_engine = VLLMTurnEngine(engine, args.stop_strings, collective=collective, gather=gather_object)
+        try:
+            out = generate_rollouts_with(
+                turn_engine, self.processing_class, envs, qids, **self._episode_limits(), ig=ig
+            )
+        finally:
+            policy.train(was_training)
+        turn_engine.finish()
+        return out
 
     def _episode_limits(self) -> dict[str, Any]:
         args = self.args
