@@ -205,7 +205,9 @@ class KVCacheGenerator:
         temperature: Sampling temperature; 0 is greedy.
         top_k: Top-k filter (0: off).
         top_p: Nucleus filter (1.0: off).
-        seed: Seed of the sampling generator (``None``: drawn from torch's global RNG).
+        seed: Seed of the sampling generator (``None``: drawn from torch's global RNG), or one seed per rollout:
+            each rollout then samples from its own generator, so its tokens do not depend on the other rollouts
+            played in the same batch (the trainer's rollouts match whatever way they are split across processes).
         actions: Teacher-forced assistant texts instead of sampling (tests, replay): per rollout, one per turn; each
             is encoded, cut to the turn's token limit and closed with the end-of-turn token.
 
@@ -224,14 +226,17 @@ class KVCacheGenerator:
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 1.0,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
         actions: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self.model = model
         self.temperature = check_number("temperature", temperature, minimum=0)
         self.top_k = check_int("top_k", top_k, minimum=0)
         self.top_p = check_fraction("top_p", top_p)
-        self.seed = None if seed is None else check_int("seed", seed)
+        if seed is None or isinstance(seed, int):
+            self.seed: int | list[int] | None = None if seed is None else check_int("seed", seed)
+        else:
+            self.seed = [check_int(f"seed[{i}]", s) for i, s in enumerate(seed)]
         self.actions = None if actions is None else [list(a) for a in actions]
         self._batch: CacheBatch | None = None
         self._was_training = False
@@ -246,9 +251,15 @@ class KVCacheGenerator:
             raise ValueError(f"`actions` must hold one list per rollout ({n}), got {len(self.actions)}")
         self.stops = stops
         self.tokenizer = stops.tokenizer
-        self.generator = torch.Generator(device=next(self.model.parameters()).device)
-        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
-        self.generator.manual_seed(seed)
+        device = next(self.model.parameters()).device
+        self.row_generators: list[Any] | None = None
+        if isinstance(self.seed, list):
+            if len(self.seed) != n:
+                raise ValueError(f"`seed` must hold one seed per rollout ({n}), got {len(self.seed)}")
+            self.row_generators = [torch.Generator(device=device).manual_seed(s) for s in self.seed]
+        else:
+            seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+            self.generator = torch.Generator(device=device).manual_seed(seed)
         self._was_training = self.model.training
         self.model.eval()
         uniq: dict[tuple[int, ...], int] = {}
@@ -294,7 +305,11 @@ class KVCacheGenerator:
             active[:] = False
         while bool(active.any()):
             sampling = active.clone()
-            tokens, logps = sample_tokens(self._logits, self.temperature, self.top_k, self.top_p, self.generator)
+            if self.row_generators is not None:  # each rollout draws from its own stream, only while it samples
+                generator: Any = [self.row_generators[r] if bool(sampling[j]) else None for j, r in enumerate(rows)]
+            else:
+                generator = self.generator
+            tokens, logps = sample_tokens(self._logits, self.temperature, self.top_k, self.top_p, generator)
             tok_list, lp_list = tokens.tolist(), logps.tolist()
             for j in range(b):
                 if not bool(sampling[j]):

@@ -309,7 +309,7 @@ def generate_rollouts(
     top_p: float = 1.0,
     stop_strings: Sequence[str] = STOP_STRINGS,
     ig: IGSpec | None = None,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
     actions: Sequence[Sequence[str]] | None = None,
 ) -> tuple[list[Rollout], RolloutStats]:
     """Play one episode per question id with a transformers model and a KV cache kept across turns.
@@ -330,7 +330,8 @@ def generate_rollouts(
         top_p: Nucleus filter (1.0: off).
         stop_strings: A turn ends at the first of these.
         ig: Score information gain per turn (``None``: no IG).
-        seed: Seed of the sampling generator.
+        seed: Seed of the sampling generator, or one seed per rollout (each rollout samples from its own stream,
+            whatever batch it is played in).
         actions: Teacher-forced assistant texts, per rollout one per turn, instead of sampling (tests, replay);
             each is encoded and closed with the end-of-turn token.
 

@@ -92,16 +92,26 @@ def sample_tokens(logits: Any, temperature: float, top_k: int, top_p: float, gen
         temperature: 0 (or less) is greedy; else logits are divided by it.
         top_k: Keep the ``top_k`` best tokens (0: off).
         top_p: Keep the smallest set of tokens whose probability reaches ``top_p`` (1.0: off).
-        generator: The ``torch.Generator`` to draw from.
+        generator: The ``torch.Generator`` to draw from, or a list of one per row: each row then draws from its own
+            generator (a ``None`` entry takes the row's most likely token and draws nothing), so a row's tokens do
+            not depend on the other rows of the batch (per-rollout sampling streams).
 
     Returns:
         The tokens and their log-probs under the (filtered, tempered) sampling distribution.
+
+    Raises:
+        ValueError: for a list of generators whose length is not the number of rows.
 
     Example:
         >>> import torch
         >>> tokens, logps = sample_tokens(torch.tensor([[0.0, 2.0, 1.0]]), 0.0, 0, 1.0, None)
         >>> tokens.tolist()
         [1]
+        >>> logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]])
+        >>> a = sample_tokens(logits, 1.0, 0, 1.0, [torch.Generator().manual_seed(7), None])[0]
+        >>> b = sample_tokens(logits[:1], 1.0, 0, 1.0, [torch.Generator().manual_seed(7)])[0]
+        >>> (a[0] == b[0]).item(), a[1].item()
+        (True, 0)
     """
     import torch
 
@@ -119,5 +129,14 @@ def sample_tokens(logits: Any, temperature: float, top_k: int, top_p: float, gen
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
     logp = torch.log_softmax(logits, -1)
-    tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != logits.shape[0]:
+            raise ValueError(f"`generator` must hold one generator per row ({logits.shape[0]}), got {len(generator)}")
+        probs = logp.exp()
+        tokens = logp.argmax(-1)
+        for j, gen in enumerate(generator):
+            if gen is not None:
+                tokens[j] = torch.multinomial(probs[j], 1, generator=gen)[0]
+    else:
+        tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
     return tokens, logp.gather(1, tokens[:, None]).squeeze(1)

@@ -128,6 +128,28 @@ def test_other_scorer_and_budget_truncation(tok, retriever):
     assert short[0].truncated and len(short[0].completion_ids) <= 21
 
 
+def test_per_rollout_seeds_make_rollouts_independent_of_the_batch_split(tok, retriever):
+    """One seed per rollout: the sampled tokens are the same played as one batch of 6 or as two batches of 3 (the
+    trainer's rollouts under 1 or 2 processes); one shared seed gives a batch-dependent stream."""
+    model = tiny_causal_lm(seed=3)
+    qids = ["tq0", "tq0", "tq1", "tq1", "tq2", "tq2"]
+    seeds = [101, 102, 103, 104, 105, 106]
+    envs = make_envs(6, dataset=toy_qa(), retriever=retriever)
+    kwargs = dict(max_turns=3, max_turn_tokens=6, ig=IGSpec())
+    whole, _ = generate_rollouts(model, tok, envs, qids, seed=seeds, **kwargs)
+    first, _ = generate_rollouts(model, tok, envs[:3], qids[:3], seed=seeds[:3], **kwargs)
+    second, _ = generate_rollouts(model, tok, envs[:3], qids[3:], seed=seeds[3:], **kwargs)
+    assert [r.completion_ids for r in whole] == [r.completion_ids for r in first + second]
+    for a, b in zip(whole, first + second, strict=True):
+        assert a.ig_rewards == pytest.approx(b.ig_rewards, abs=1e-5)
+    assert len({tuple(r.completion_ids) for r in whole}) > 1  # the rollouts do sample (not all the same text)
+    shared, _ = generate_rollouts(model, tok, envs, qids, seed=7, **kwargs)
+    half, _ = generate_rollouts(model, tok, envs[:3], qids[3:], seed=7, **kwargs)
+    assert [r.completion_ids for r in shared[3:]] != [r.completion_ids for r in half]
+    with pytest.raises(ValueError, match=r"`seed` must hold one seed per rollout \(6\), got 2"):
+        generate_rollouts(model, tok, envs, qids, seed=[1, 2], **kwargs)
+
+
 def test_validation_and_evaluate(tok, retriever):
     model = tiny_causal_lm()
     envs = make_envs(2, dataset=toy_qa(), retriever=retriever)
