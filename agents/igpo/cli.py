@@ -161,8 +161,18 @@ def _print_eval(title: str, res: dict[str, Any] | None) -> None:
         print(f"  {source:<24} F1 {m['f1']:.3f}  EM {m['em']:.3f}  n={m['n']}")
 
 
+def _launch_rank() -> int:
+    """Return the rank of this process in a multi-process launch (``RANK``: torchrun, ``accelerate launch``), else 0."""
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
-    """Run ``igpo-env train`` with ``argv`` (the arguments after ``train``); write ``train_report.json``."""
+    """Run ``igpo-env train`` with ``argv`` (the arguments after ``train``); write ``train_report.json``.
+
+    Under ``accelerate launch`` every process trains its share; process 0 alone prints and writes the report.
+    """
     import torch
 
     from agents.igpo.pipeline import run_training
@@ -170,8 +180,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     config, run, cmd = parse_train_args(argv)
     if cmd.threads is not None:
         torch.set_num_threads(cmd.threads)
-    print(f"igpo-env train: {cmd.algo} for {config.max_steps} steps -> {config.output_dir}")
+    if _launch_rank() == 0:
+        print(f"igpo-env train: {cmd.algo} for {config.max_steps} steps -> {config.output_dir}")
     result = run_training(config, run, verbose=not cmd.quiet)
+    if result.pop("process_index") != 0:
+        return 0
     _print_eval("dev before", result["before"])
     _print_eval("dev after ", result["after"])
     report = {k: v for k, v in result.items() if k != "log_history"}

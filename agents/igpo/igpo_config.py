@@ -7,6 +7,7 @@ Every field has a ``help`` string, so ``igpo-env train --help`` (built by ``trl.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,11 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
+def _launched_processes() -> int:
+    """Return the number of processes of this launch (``WORLD_SIZE``, set by torchrun / ``accelerate launch``)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 @dataclass
 class IGPOConfig(GRPOConfig):
     r"""Configuration for :class:`~agents.igpo.igpo_trainer.IGPOTrainer`.
@@ -105,6 +111,9 @@ class IGPOConfig(GRPOConfig):
             first of these (or at the end-of-turn token).
         log_completions (`bool`, defaults to `False`): TRL's completions table (off: multi-turn rollouts are long).
         bf16 (`bool`, changed): defaults to `False` on a machine without a GPU (TRL's `True` fails there).
+        use_cpu (`bool`, changed): set to `True` when several processes are launched (``WORLD_SIZE`` > 1) on a
+            machine without a GPU, so that they form one gloo process group (accelerate's MULTI_CPU) instead of
+            each training alone on the whole batch.
         loss_type (`str`, changed): only the values of :data:`PER_TOKEN_LOSS_TYPES` (losses of per-token advantages).
 
     Example:
@@ -223,6 +232,9 @@ class IGPOConfig(GRPOConfig):
     def __post_init__(self):
         if self.bf16 is None and not self.fp16 and not _has_accelerator():
             self.bf16 = False  # TRL defaults to bf16, which transformers rejects on a CPU-only machine
+        if not self.use_cpu and _launched_processes() > 1 and not _has_accelerator():
+            # accelerate makes a gloo group of CPU processes only when told to use the CPU (else: DistributedType.NO)
+            self.use_cpu = True
         if check_int("prompts_per_step", self.prompts_per_step, minimum=1, optional=True) is not None:
             self.per_device_train_batch_size = self.prompts_per_step * self.num_generations
         super().__post_init__()

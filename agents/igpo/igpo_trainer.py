@@ -20,6 +20,7 @@ from agents.igpo.advantages import (
     turn_to_token_advantages,
 )
 from agents.igpo.igpo_config import IGPOConfig
+from agents.igpo.lockstep import LockstepModel, check_vllm_policy_scorer, needs_lockstep
 from agents.igpo.turn_rewards import (
     ENV_TURN_REWARDS,
     IG_TURN_REWARDS,
@@ -35,7 +36,11 @@ __all__ = ["IGPOTrainer", "outcome_reward", "make_train_dataset"]
 logger = logging.getLogger(__name__)
 
 SEED_STRIDE = 1_000_003
-"""Mixes (seed, rollout call, process) into one sampling seed, so every generation batch samples differently."""
+"""Mixes (seed, rollout call, rollout index) into one sampling seed per rollout, so every generation batch samples
+differently and a rollout's tokens do not depend on how the batch is split across processes."""
+
+SEED_MODULUS = 2**63
+"""Rollout sampling seeds are taken modulo this (``torch.Generator.manual_seed`` takes a 64-bit integer)."""
 
 ZERO_ADVANTAGE_ATOL = 1e-8
 """A group whose every loss-token advantage is within this of 0 counts as zero-variance (no learning signal)."""
@@ -101,6 +106,14 @@ class IGPOTrainer(GRPOTrainer):
 
     With ``ig_coef=0`` (and ``advantage="paper"``) the per-token advantage of every assistant token is the parent's
     GRPO sequence advantage (discounted by ``gamma`` per remaining turn): the GRPO baseline is TRL's GRPO.
+
+    Several processes (``accelerate launch``, see ``agents/igpo/configs/accelerate/``): every process plays its own
+    slice of the generation batch (TRL's ``RepeatSampler`` keeps the ``num_generations`` rollouts of a prompt
+    contiguous; a group may span two processes). Each rollout samples from its own seed (``seed``, generation batch,
+    global rollout index), so the rollouts, rewards and advantages are those of a one-process run of the same global
+    batch; groups are checked and normalized over the gathered batch, and the rollout metrics are global. Under FSDP
+    (or ZeRO-3 with ``ds3_gather_for_generation=False``) the policy's forward passes are collectives: the rollout
+    loop runs them in lock step across processes (:class:`~agents.igpo.lockstep.LockstepModel`).
 
     ``args.turn_reward`` picks the per-turn rewards by name (:mod:`agents.igpo.turn_rewards`): IG (default), an env
     shaping scheme (the rollout envs, built or given, are wrapped with ``make_shaping`` and each turn's
@@ -192,6 +205,7 @@ class IGPOTrainer(GRPOTrainer):
         if scorer is None and args.scorer != "policy" and self._scores_ig:
             scorer = _load_scorer(args.scorer)
         self.ig_scorer = scorer
+        check_vllm_policy_scorer(self.accelerator, args.use_vllm, self._scores_ig and scorer is None)
         if self._envs is not None:
             self._envs = self._shape(self._envs)
 
@@ -223,16 +237,28 @@ class IGPOTrainer(GRPOTrainer):
         envs = self._get_envs(len(qids))
         mode = "train" if self.model.training else "eval"
         ig = IGSpec(mode=args.ig_mode, alias=args.ig_alias, scorer=self.ig_scorer) if self._scores_ig else None
-        seed = (args.seed * SEED_STRIDE + self._rollout_calls) * SEED_STRIDE + self.accelerator.process_index
+        # one sampling stream per rollout, keyed by its index in the global batch (every process plays len(qids))
+        base = (args.seed * SEED_STRIDE + self._rollout_calls) * SEED_STRIDE
+        base += self.accelerator.process_index * len(qids)
+        seeds = [(base + i) % SEED_MODULUS for i in range(len(qids))]
         self._rollout_calls += 1
+        from trl.distributed import DistributedBackend
         from trl.models import unwrap_model_for_generation
 
         if args.use_vllm:
             rollouts, stats = self._vllm_rollouts(qids, envs, ig)
         else:
-            with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
+            # FSDP (or ZeRO-3 without gathering): each forward is a collective, run in lock step across processes
+            lockstep = needs_lockstep(self.accelerator, args.ds3_gather_for_generation)
+            with (
+                unwrap_model_for_generation(
+                    self.model_wrapped, self.accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation
+                ) as unwrapped,
+                DistributedBackend(self.accelerator).summon_full_params(self.model_wrapped, recurse=False),
+            ):
+                policy = LockstepModel(unwrapped) if lockstep else unwrapped
                 rollouts, stats = generate_rollouts(
-                    unwrapped,
+                    policy,
                     self.processing_class,
                     envs,
                     qids,
@@ -241,28 +267,12 @@ class IGPOTrainer(GRPOTrainer):
                     top_k=args.top_k or 0,
                     top_p=args.top_p,
                     ig=ig,
-                    seed=seed,
+                    seed=seeds,
                 )
+                if lockstep:
+                    policy.finish()
         self._last_rollouts = rollouts
-        m = self._metrics[mode]
-        m["rollout/seconds"].append(stats.total_seconds)
-        m["rollout/ig_seconds"].append(stats.ig_seconds)
-        m["rollout/ig_share"].append(stats.ig_share)
-        m["rollout/turns"].append(float(np.mean([r.num_turns for r in rollouts])))
-        m["rollout/answered"].append(float(np.mean([r.terminated for r in rollouts])))
-        m["rollout/f1"].append(float(np.mean([r.f1 for r in rollouts])))
-        if ig is not None:
-            igs = [x for r in rollouts for x in r.ig_rewards]
-            m["rollout/ig_mean"].append(float(np.mean(igs)) if igs else 0.0)
-        if args.turn_reward in ENV_TURN_REWARDS and args.ig_coef != 0:
-            terms = [x for r in rollouts for x in r.shaping_rewards]
-            m["rollout/shaping_mean"].append(float(np.mean(terms)) if terms else 0.0)
-        # share of turns with a non-zero reward (the scheme's for the non-final turns, the outcome of the last one)
-        turn_rewards = []
-        for r in rollouts:
-            rewards, final = turn_rewards_of(r, args.turn_reward, args.ig_coef)
-            turn_rewards.extend((*rewards, r.outcome + final))
-        m["rollout/reward_density"].append(float(np.mean([abs(x) > REWARD_EPS for x in turn_rewards])))
+        self._log_rollouts(mode, rollouts, stats, ig is not None)
         return {
             "prompt_ids": [r.prompt_ids for r in rollouts],
             "completion_ids": [r.completion_ids for r in rollouts],
@@ -271,6 +281,39 @@ class IGPOTrainer(GRPOTrainer):
             "outcome": [r.outcome for r in rollouts],
             "final_f1": [r.f1 for r in rollouts],
         }
+
+    def _all(self, items: list[Any]) -> list[Any]:
+        """Return every process's ``items``, concatenated in process order (a collective: every process calls it)."""
+        return gather_object(list(items)) if self.accelerator.num_processes > 1 else list(items)
+
+    def _log_rollouts(self, mode: str, rollouts: list[Rollout], stats: Any, scored_ig: bool) -> None:
+        """Log the rollout metrics of the whole generation batch (every process's rollouts)."""
+        args = self.args
+        shaped = args.turn_reward in ENV_TURN_REWARDS and args.ig_coef != 0
+        records = []
+        for r in rollouts:
+            rewards, final = turn_rewards_of(r, args.turn_reward, args.ig_coef)
+            # share of turns with a non-zero reward (the scheme's for the non-final turns, the outcome of the last)
+            nonzero = [abs(x) > REWARD_EPS for x in (*rewards, r.outcome + final)]
+            records.append((r.num_turns, r.terminated, r.f1, list(r.ig_rewards), list(r.shaping_rewards), nonzero))
+        records = self._all(records)
+        # the step waits for the slowest process: its rollout time is the step's; IG share over all processes
+        times = self._all([(stats.total_seconds, stats.ig_seconds)])
+        m = self._metrics[mode]
+        m["rollout/seconds"].append(max(t for t, _ in times))
+        m["rollout/ig_seconds"].append(max(ig for _, ig in times))
+        total = sum(t for t, _ in times)
+        m["rollout/ig_share"].append(sum(ig for _, ig in times) / total if total > 0 else 0.0)
+        m["rollout/turns"].append(float(np.mean([rec[0] for rec in records])))
+        m["rollout/answered"].append(float(np.mean([rec[1] for rec in records])))
+        m["rollout/f1"].append(float(np.mean([rec[2] for rec in records])))
+        if scored_ig:
+            igs = [x for rec in records for x in rec[3]]
+            m["rollout/ig_mean"].append(float(np.mean(igs)) if igs else 0.0)
+        if shaped:
+            terms = [x for rec in records for x in rec[4]]
+            m["rollout/shaping_mean"].append(float(np.mean(terms)) if terms else 0.0)
+        m["rollout/reward_density"].append(float(np.mean([x for rec in records for x in rec[5]])))
 
     def _vllm_rollouts(self, qids: list[str], envs: list[Any], ig: IGSpec | None):
         """Rollouts through TRL's vLLM integration, one ``VLLMGeneration.generate`` call per turn.
@@ -319,18 +362,21 @@ class IGPOTrainer(GRPOTrainer):
         self._outcomes = (rewards_per_func * weights).nansum(dim=1).tolist()  # all processes' rollouts, in order
         return rewards_per_func
 
-    def _check_groups(self, inputs: list[dict[str, Any]], group_size: int) -> None:
-        if len(inputs) % group_size:
-            raise RuntimeError(f"generation batch of {len(inputs)} is not a whole number of groups of {group_size}")
-        for g in range(0, len(inputs), group_size):
-            ids = {str(x["question_id"]) for x in inputs[g : g + group_size]}
+    @staticmethod
+    def _check_groups(qids: list[str], group_size: int) -> None:
+        """Raise unless ``qids`` (the whole generation batch, all processes) is whole groups of one prompt each."""
+        if len(qids) % group_size:
+            raise RuntimeError(f"generation batch of {len(qids)} is not a whole number of groups of {group_size}")
+        for g in range(0, len(qids), group_size):
+            ids = set(qids[g : g + group_size])
             if len(ids) != 1:
                 raise RuntimeError(f"a group of rollouts mixes prompts {sorted(ids)}; groups must hold one prompt")
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        self._check_groups(inputs, group_size)
+        # a group may span processes (TRL splits the generation batch into equal slices): check the whole batch
+        self._check_groups(self._all([str(x["question_id"]) for x in inputs]), group_size)
         self._pending_inputs = inputs
         try:
             output = super()._generate_and_score_completions(inputs)
@@ -342,7 +388,8 @@ class IGPOTrainer(GRPOTrainer):
         local = self._token_advantages(rollouts, seq_adv, group_size, width)
         output["advantages"] = local.to(seq_adv.device)
         mask = output["completion_mask"] * output.get("tool_mask", torch.ones_like(output["completion_mask"]))
-        zero = ((local.abs() <= ZERO_ADVANTAGE_ATOL) | (mask.cpu() == 0)).all(dim=1).view(-1, group_size).all(dim=1)
+        no_signal = ((local.abs() <= ZERO_ADVANTAGE_ATOL) | (mask.cpu() == 0)).all(dim=1).tolist()
+        zero = torch.tensor(self._all(no_signal)).view(-1, group_size).all(dim=1)
         self._metrics[mode]["zero_variance_group_frac"].append(zero.float().mean().item())
         return output
 
@@ -361,9 +408,8 @@ class IGPOTrainer(GRPOTrainer):
             )
             for r in rollouts
         ]
-        multi = self.accelerator.num_processes > 1
-        all_records = gather_object(records) if multi else records
-        offset = self.accelerator.process_index * local_n if multi else 0
+        all_records = self._all(records)
+        offset = self.accelerator.process_index * local_n
         if len(self._outcomes) != len(all_records):
             raise RuntimeError(f"{len(self._outcomes)} outcome rewards for {len(all_records)} rollouts")
         # r_T: the rollout's reward plus the final turn's term (env shaping schemes; 0 otherwise)
@@ -371,7 +417,7 @@ class IGPOTrainer(GRPOTrainer):
         group_ids = [i // group_size for i in range(len(all_records))]
         out = torch.zeros(local_n, width, dtype=torch.float32)
         if args.turn_reward == "gigpo_anchor":
-            episode = gather_object(seq_adv.tolist()) if multi else seq_adv.tolist()
+            episode = self._all(seq_adv.tolist())
             turn_adv = gigpo_turn_advantages(
                 episode,
                 [rec[4] for rec in all_records],

@@ -242,12 +242,15 @@ def run_training(
     Returns:
         ``{"before", "after"}`` (``evaluate_policy`` results or ``None``), ``"curve"`` (``[{"step", "f1", "em"}]``,
         including steps 0 and ``max_steps`` when evaluating), ``"log_history"`` (the trainer's), ``"model_dir"``,
-        ``"output_dir"``, ``"train_seconds"``, ``"ig_share_of_rollout"`` (mean over steps).
+        ``"output_dir"``, ``"train_seconds"``, ``"ig_share_of_rollout"`` (mean over steps), ``"num_processes"`` and
+        ``"process_index"`` (of this process, under ``accelerate launch``: every process returns its result; only
+        process 0 writes files besides the trainer's own checkpoints and model).
 
     Raises:
         FileNotFoundError: for a missing model, data directory or corpus.
     """
     from agents.igpo.igpo_trainer import IGPOTrainer, make_train_dataset
+    from agents.igpo.lockstep import LockstepModel, needs_lockstep
     from agents.policy import freeze_bottom, load_policy
     from agents.rollout import evaluate_policy, make_envs
     from igpo_env.data import load_qa
@@ -277,9 +280,14 @@ def run_training(
         else []
     )
 
+    sharded = {"forward": False}  # set once the trainer has sharded the policy (FSDP / ZeRO-3)
+
     def _evaluate(m: Any) -> dict[str, Any]:
-        return evaluate_policy(
-            m,
+        # every process plays every dev question (the same greedy episodes); on a sharded policy each forward pass
+        # is a collective, run in lock step
+        model = LockstepModel(m) if sharded["forward"] else m
+        res = evaluate_policy(
+            model,
             tokenizer,
             eval_envs,
             eval_ids,
@@ -289,6 +297,9 @@ def run_training(
             stop_strings=config.stop_strings,
             verbose=verbose,
         )
+        if sharded["forward"]:
+            model.finish()
+        return res
 
     if evaluate and before is None:
         before = _evaluate(policy)
@@ -303,6 +314,7 @@ def run_training(
         env_kwargs={"dataset": train_examples, "retriever": retriever, "top_k": run.search_top_k},
         callbacks=[callback],
     )
+    sharded["forward"] = needs_lockstep(trainer.accelerator, ds3_gather_for_generation=False)
     if not verbose:
         from transformers import PrinterCallback
 
@@ -312,8 +324,9 @@ def run_training(
     train_seconds = time.perf_counter() - t0
     after = _evaluate(trainer.model) if evaluate else None
     if save:
-        trainer.save_model(config.output_dir)
-        tokenizer.save_pretrained(config.output_dir)
+        trainer.save_model(config.output_dir)  # a collective under ZeRO-3 / FSDP: every process calls it
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(config.output_dir)
     curve = list(callback.curve)
     if before is not None:
         curve.insert(0, {"step": 0, "f1": before["f1"], "em": before["em"]})
@@ -329,4 +342,6 @@ def run_training(
         "output_dir": str(config.output_dir),
         "train_seconds": train_seconds,
         "ig_share_of_rollout": sum(shares) / len(shares) if shares else None,
+        "num_processes": trainer.accelerator.num_processes,
+        "process_index": trainer.accelerator.process_index,
     }
