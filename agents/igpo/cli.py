@@ -162,7 +162,7 @@ def _print_eval(title: str, res: dict[str, Any] | None) -> None:
 
 
 def _launch_rank() -> int:
-    """Return the rank of this process in a multi-process launch (``RANK``: torchrun, ``accelerate launch``), else 0."""
+    """Return this process's rank in a multi-process launch (``RANK``: torchrun, ``accelerate launch``), else 0."""
     import os
 
     return int(os.environ.get("RANK", "0"))
