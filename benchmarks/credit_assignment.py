@@ -58,6 +58,7 @@ from benchmarks._credit_metrics import (
     rollout_seconds_per_turn,
     summarize,
 )
+from igpo_env._hardware import effective_dtype
 from igpo_env.metrics import normalize_answer
 from igpo_env.types import Message
 
@@ -132,7 +133,7 @@ def load_model(model: str | None, dtype: str) -> tuple[Any, Any, str]:
 
     path = resolve_policy(model, verbose=False)
     lm, tok = load_policy(path)
-    return lm.to(getattr(torch, dtype)), tok, str(path)
+    return lm.to(getattr(torch, effective_dtype(dtype))), tok, str(path)
 
 
 def _record(source: str, qid: str, sample: int, seed: int, actions: list[str], **extra: Any) -> dict[str, Any]:
@@ -466,7 +467,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=None, help=f"HF dir, packaged name or {RANDOM_TINY!r} (default: the warm-started policy)."
     )
-    p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"), help="Model dtype (CPU: bf16).")
+    p.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=("float32", "bfloat16"),
+        help="Model dtype (bf16 on CPUs with native bf16, else float32).",
+    )
     p.add_argument("--questions", type=int, default=None, help="Dev questions, in turn from each type (4; quick: 2).")
     p.add_argument("--samples", type=int, default=None, help="Trajectories per question and source (16).")
     p.add_argument("--max-turns", type=int, default=None, help="Turn limit of an episode (6; quick: 4).")
@@ -535,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "command": " ".join(["python -m benchmarks.credit_assignment", *(argv if argv is not None else sys.argv[1:])]),
         "model": described,
-        "dtype": args.dtype,
+        "dtype": effective_dtype(args.dtype),
         "machine": f"{platform.machine()}, torch threads {args.threads}",
         "settings": opts,
         "trajectory_set": describe(trajectories, bare),

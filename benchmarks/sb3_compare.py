@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.sb3 import SB3Config, load_questions, make_eval_env, train
     from agents.sb3_env import MemoScorer, evaluate_candidates, random_candidate_policy
+    from igpo_env._hardware import effective_dtype
     from igpo_env.envs.search_qa import resolve_retriever
     from igpo_env.models import DEFAULT_MODEL
     from igpo_env.scoring.hf import HFScorer
@@ -229,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     dev_qs, _ = load_questions(base_config, base_config.eval_split, opts["eval_questions"])
     retriever = resolve_retriever(None, corpus)
     encoder = CachedEncoder()
-    timed = _TimedScorer(HFScorer(args.scorer or DEFAULT_MODEL, dtype=base_config.scorer_dtype))
+    timed = _TimedScorer(
+        HFScorer(args.scorer or DEFAULT_MODEL, dtype=effective_dtype(base_config.scorer_dtype, "auto"))
+    )
     scorer = timed if args.ig_memo == "none" else MemoScorer(timed, key=args.ig_memo)
 
     eval_env = make_eval_env(base_config, dev_qs, retriever, encoder)

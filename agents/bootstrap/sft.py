@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.bootstrap.common import IGNORE_INDEX, resolve_device
+from igpo_env._hardware import effective_dtype
 
 __all__ = ["sft_config", "logits_at_labels_loss", "labels_only_sft_trainer"]
 
@@ -60,7 +61,8 @@ def sft_config(
         save_strategy="no",
         report_to="none",
         use_cpu=resolve_device(device) == "cpu",
-        bf16=spec.bf16,
+        # bf16 autocast only where it is native (an AVX2-only CPU emulates it, ~100x slower than float32)
+        bf16=spec.bf16 and effective_dtype("bfloat16", resolve_device(device)) == "bfloat16",
         fp16=False,
         disable_tqdm=not verbose,
         dataloader_num_workers=0,
