@@ -40,6 +40,7 @@ __all__ = [
     "REWARDS",
     "VEC_ENVS",
     "POLICIES",
+    "hf_scorer",
     "load_questions",
     "make_train_env",
     "make_eval_env",
@@ -188,13 +189,27 @@ def load_questions(
     return kept, corpus
 
 
-def _ig_scorer(config: SB3Config) -> Any:
-    from agents.sb3_env import MemoScorer
+def hf_scorer(config: SB3Config) -> Any:
+    """Return the IG scorer of ``config`` before any memo: an ``HFScorer`` of ``config.scorer``.
+
+    ``config.scorer`` defaults to the packaged model; ``scorer_dtype`` is kept float32 on a CPU without native bf16
+    (:func:`igpo_env._hardware.effective_dtype`).
+
+    Example:
+        >>> hf_scorer(SB3Config(scorer="smollm2-135m-instruct")).dtype  # doctest: +SKIP
+        'float32'
+    """
     from igpo_env._hardware import effective_dtype
     from igpo_env.models import DEFAULT_MODEL
     from igpo_env.scoring.hf import HFScorer
 
-    scorer = HFScorer(config.scorer or DEFAULT_MODEL, dtype=effective_dtype(config.scorer_dtype, "auto"))
+    return HFScorer(config.scorer or DEFAULT_MODEL, dtype=effective_dtype(config.scorer_dtype, "auto"))
+
+
+def _ig_scorer(config: SB3Config) -> Any:
+    from agents.sb3_env import MemoScorer
+
+    scorer = hf_scorer(config)
     return scorer if config.ig_memo == "none" else MemoScorer(scorer, key=config.ig_memo)
 
 

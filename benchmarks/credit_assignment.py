@@ -133,7 +133,7 @@ def load_model(model: str | None, dtype: str) -> tuple[Any, Any, str]:
 
     path = resolve_policy(model, verbose=False)
     lm, tok = load_policy(path)
-    return lm.to(getattr(torch, effective_dtype(dtype))), tok, str(path)
+    return lm.to(getattr(torch, dtype)), tok, str(path)
 
 
 def _record(source: str, qid: str, sample: int, seed: int, actions: list[str], **extra: Any) -> dict[str, Any]:
@@ -512,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     examples, retriever = load_world()
-    model, tok, described = load_model(opts["model"], args.dtype)
+    dtype = effective_dtype(args.dtype)  # float32 on a CPU without native bf16
+    model, tok, described = load_model(opts["model"], dtype)
     if args.trajectories:
         trajectories = load_trajectories(Path(args.trajectories))
     else:
@@ -541,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "command": " ".join(["python -m benchmarks.credit_assignment", *(argv if argv is not None else sys.argv[1:])]),
         "model": described,
-        "dtype": effective_dtype(args.dtype),
+        "dtype": dtype,
         "machine": f"{platform.machine()}, torch threads {args.threads}",
         "settings": opts,
         "trajectory_set": describe(trajectories, bare),

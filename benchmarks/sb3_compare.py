@@ -194,12 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
     import torch
 
-    from agents.sb3 import SB3Config, load_questions, make_eval_env, train
+    from agents.sb3 import SB3Config, hf_scorer, load_questions, make_eval_env, train
     from agents.sb3_env import MemoScorer, evaluate_candidates, random_candidate_policy
-    from igpo_env._hardware import effective_dtype
     from igpo_env.envs.search_qa import resolve_retriever
     from igpo_env.models import DEFAULT_MODEL
-    from igpo_env.scoring.hf import HFScorer
     from igpo_env.wrappers.candidates import CachedEncoder
 
     torch.set_num_threads(args.threads)
@@ -230,9 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_qs, _ = load_questions(base_config, base_config.eval_split, opts["eval_questions"])
     retriever = resolve_retriever(None, corpus)
     encoder = CachedEncoder()
-    timed = _TimedScorer(
-        HFScorer(args.scorer or DEFAULT_MODEL, dtype=effective_dtype(base_config.scorer_dtype, "auto"))
-    )
+    timed = _TimedScorer(hf_scorer(base_config))
     scorer = timed if args.ig_memo == "none" else MemoScorer(timed, key=args.ig_memo)
 
     eval_env = make_eval_env(base_config, dev_qs, retriever, encoder)

@@ -43,6 +43,7 @@ def sft_config(
     """
     from trl import SFTConfig
 
+    device = resolve_device(device)
     return SFTConfig(
         output_dir=str(work_dir / "trainer"),
         max_steps=max_steps,
@@ -60,9 +61,9 @@ def sft_config(
         logging_steps=logging_steps,
         save_strategy="no",
         report_to="none",
-        use_cpu=resolve_device(device) == "cpu",
+        use_cpu=device == "cpu",
         # bf16 autocast only where it is native (an AVX2-only CPU emulates it, ~100x slower than float32)
-        bf16=spec.bf16 and effective_dtype("bfloat16", resolve_device(device)) == "bfloat16",
+        bf16=spec.bf16 and effective_dtype("bfloat16", device) == "bfloat16",
         fp16=False,
         disable_tqdm=not verbose,
         dataloader_num_workers=0,
