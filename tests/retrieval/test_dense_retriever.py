@@ -8,7 +8,7 @@ import pytest
 from igpo_env.data.toy import toy_corpus, toy_qa
 from igpo_env.error import DataFormatError, IndexNotFoundError
 from igpo_env.retrieval import DenseRetriever, Retriever, get_retriever, load_index
-from igpo_env.retrieval.dense import default_model_path, load_encoder
+from igpo_env.retrieval.encoder import default_model_path, load_encoder
 from igpo_env.types import Doc
 
 

@@ -112,9 +112,9 @@ def test_cached_encoder_validation():
 
 def test_default_encoder_is_packaged_minilm(monkeypatch):
     calls = []
-    import igpo_env.retrieval.dense as dense
+    import igpo_env.retrieval.encoder as encoder
 
-    monkeypatch.setattr(dense, "load_encoder", lambda model=None: calls.append(model) or HashingEncoder(4))
+    monkeypatch.setattr(encoder, "load_encoder", lambda model=None: calls.append(model) or HashingEncoder(4))
     assert CachedEncoder().dim == 4 and calls == [None]
 
 
