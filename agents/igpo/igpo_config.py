@@ -18,6 +18,8 @@ from agents.igpo.turn_rewards import TURN_REWARDS, check_turn_reward
 from igpo_env._validation import check_choice, check_fraction, check_int, check_number
 from igpo_env.actions import STOP_STRINGS
 from igpo_env.scoring.math import ALIAS_MODES, MODES
+from igpo_env.scoring.openai_compat import SPEC_PREFIX as OPENAI_SCORER_PREFIX
+from igpo_env.scoring.openai_compat import parse_spec as parse_openai_spec
 from igpo_env.wrappers.shaping_registry import SHAPING_SCHEMES
 
 __all__ = ["IGPOConfig", "ADVANTAGES", "PER_TOKEN_LOSS_TYPES"]
@@ -105,7 +107,10 @@ class IGPOConfig(GRPOConfig):
         step_advantage_weight (`float`, defaults to `1.0`): `"gigpo_anchor"` only: the weight omega in
             `A_t = A_episode + omega * A_step,t` (GiGPO's `step_advantage_w`; 0 gives GRPO).
         scorer (`str`, defaults to `"policy"`): IG scorer: `"policy"` (the current policy, scored as a branch off
-            the rollout's KV cache, as IGPO), a local model path (`HFScorer`) or an `http(s)://` scorer URL.
+            the rollout's KV cache, as IGPO), a local model path or registered name (`HFScorer`), an `http(s)://`
+            URL of `igpo-env serve scorer` (`RemoteScorer`), or `openai:BASE_URL#MODEL` for an OpenAI-compatible
+            completions server such as `vllm serve` (`OpenAICompatScorer`; contexts are rendered with the policy's
+            tokenizer, so the served model must share it).
         beta (`float`, defaults to `0.001`, changed): KL coefficient (IGPO's value).
         stop_strings (`list[str]`, defaults to `igpo_env.actions.STOP_STRINGS`): An assistant turn ends at the
             first of these (or at the end-of-turn token).
@@ -214,7 +219,10 @@ class IGPOConfig(GRPOConfig):
     )
     scorer: str = field(
         default="policy",
-        metadata={"help": "IG scorer: 'policy' (the current policy, KV-cache branch), a model path or a scorer URL."},
+        metadata={
+            "help": "IG scorer: 'policy' (the current policy, KV-cache branch), a model path or name, the URL of "
+            "`igpo-env serve scorer`, or openai:BASE_URL#MODEL (an OpenAI-compatible server such as vllm serve)."
+        },
     )
     stop_strings: list[str] | None = field(
         default=None,
@@ -272,6 +280,8 @@ class IGPOConfig(GRPOConfig):
             )
         if not isinstance(self.scorer, str) or not self.scorer:
             raise ValueError(f"`scorer` must be 'policy', a model path or a URL, got {self.scorer!r}")
+        if self.scorer.startswith(OPENAI_SCORER_PREFIX):
+            parse_openai_spec(self.scorer)  # a malformed spec fails here, not after the model loads
         self.env_kwargs = _json_object("env_kwargs", self.env_kwargs, '{"top_k": 3}')
         if self.stop_strings is None:
             self.stop_strings = list(STOP_STRINGS)

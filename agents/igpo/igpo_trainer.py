@@ -78,7 +78,12 @@ def make_train_dataset(examples: Sequence[Any]) -> Any:
     return Dataset.from_list(rows)
 
 
-def _load_scorer(spec: str) -> Any:
+def _load_scorer(spec: str, tokenizer: Any) -> Any:
+    """Build the IG scorer ``IGPOConfig.scorer`` names (``openai:`` specs render chats with ``tokenizer``)."""
+    from igpo_env.scoring.openai_compat import SPEC_PREFIX, OpenAICompatScorer
+
+    if spec.startswith(SPEC_PREFIX):
+        return OpenAICompatScorer.from_spec(spec, tokenizer=tokenizer)
     if spec.startswith(("http://", "https://")):
         from igpo_env.scoring.client import RemoteScorer
 
@@ -203,7 +208,7 @@ class IGPOTrainer(GRPOTrainer):
                 **kwargs,
             )
         if scorer is None and args.scorer != "policy" and self._scores_ig:
-            scorer = _load_scorer(args.scorer)
+            scorer = _load_scorer(args.scorer, self.processing_class)
         self.ig_scorer = scorer
         check_vllm_policy_scorer(self.accelerator, args.use_vllm, self._scores_ig and scorer is None)
         if self._envs is not None:

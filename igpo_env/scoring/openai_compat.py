@@ -32,7 +32,7 @@ from igpo_env.scoring.spans import encode_pair, gather_logprobs, target_span_fro
 from igpo_env.scoring.templates import IGPO_TEMPLATE, IGTemplate
 from igpo_env.types import TargetScore
 
-__all__ = ["OpenAICompatScorer", "DEFAULT_BATCH_SIZE"]
+__all__ = ["OpenAICompatScorer", "DEFAULT_BATCH_SIZE", "SPEC_PREFIX", "parse_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,32 @@ MAX_LOGPROBS = 20
 """Largest ``logprobs`` (top-k alternatives per position) we ask for; 0 or 1 is all we need."""
 REJECTED_STATUS = frozenset({400, 422})
 """Statuses with which a server refuses ``max_tokens=0`` (we then retry with 1)."""
+SPEC_PREFIX = "openai:"
+"""A scorer given as one string (``IGPOConfig.scorer``, ``igpo-env train --scorer``): ``openai:BASE_URL#MODEL``."""
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split a scorer spec ``openai:BASE_URL#MODEL`` into ``(base_url, model)``.
+
+    ``MODEL`` is the served model name (vLLM's ``--served-model-name``, by default the path or hub id it serves).
+
+    Example:
+        >>> parse_spec("openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct")
+        ('http://127.0.0.1:8000/v1', 'Qwen/Qwen2.5-7B-Instruct')
+        >>> parse_spec("openai:http://h:8000/v1")
+        Traceback (most recent call last):
+        ...
+        ValueError: scorer 'openai:http://h:8000/v1' lacks the served model name (GET /v1/models): openai:http://h:8000/v1#MODEL
+    """
+    if not isinstance(spec, str) or not spec.startswith(SPEC_PREFIX):
+        raise ValueError(f"an OpenAI-compatible scorer spec starts with {SPEC_PREFIX!r}, got {spec!r}")
+    base_url, sep, model = spec[len(SPEC_PREFIX) :].partition("#")
+    check_url("scorer", base_url, example="openai:http://127.0.0.1:8000/v1#MODEL")
+    if not sep or not model:
+        raise ValueError(
+            f"scorer {spec!r} lacks the served model name (GET /v1/models): {SPEC_PREFIX}{base_url}#MODEL"
+        )
+    return base_url, model
 
 
 class OpenAICompatScorer:
@@ -207,6 +233,17 @@ class OpenAICompatScorer:
         if all(isinstance(c, dict) and isinstance(c.get("index"), int) for c in choices):
             choices = sorted(choices, key=lambda c: c["index"])
         return choices
+
+    @classmethod
+    def from_spec(cls, spec: str, tokenizer: Any = None, **kwargs: Any) -> OpenAICompatScorer:
+        """Build the scorer of a spec string ``openai:BASE_URL#MODEL`` (see :func:`parse_spec`).
+
+        Example:
+            >>> OpenAICompatScorer.from_spec("openai:http://127.0.0.1:8000/v1#m").completions_url
+            'http://127.0.0.1:8000/v1/completions'
+        """
+        base_url, model = parse_spec(spec)
+        return cls(base_url, model, tokenizer=tokenizer, **kwargs)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

@@ -162,6 +162,43 @@ def test_openai_compat_scorer_against_standin(standin):
     assert scorer.max_tokens == 0  # vLLM's echo without generation is accepted: no fallback
 
 
+def test_trainer_scores_ig_on_an_openai_compat_server(tmp_path, standin, env_kwargs):
+    """``scorer="openai:URL#MODEL"``: the trainer's IG comes from the server, equal to an in-process HFScorer's."""
+
+    def play(scorer_spec, scorer=None):
+        args = config(tmp_path / str(scorer is None), max_steps=1, scorer=scorer_spec)
+        trainer = IGPOTrainer(
+            tiny_causal_lm(seed=1), args, processing_class=tiny_tokenizer(), env_kwargs=env_kwargs, scorer=scorer
+        )
+        trainer.train()
+        return trainer
+
+    spec = f"openai:{standin.url}/v1#{standin.model_name}"
+    remote = play(spec)
+    assert isinstance(remote.ig_scorer, OpenAICompatScorer)
+    assert (remote.ig_scorer.base_url, remote.ig_scorer.model) == (f"{standin.url}/v1", standin.model_name)
+    echoes = [body for path, body in standin.requests if path == "/v1/completions"]
+    assert echoes and all(body["echo"] is True and body["max_tokens"] == 0 for body in echoes)
+    local = play("policy", scorer=HFScorer(standin.model, standin.tokenizer))
+    got = [r.mean_logprobs for r in remote._last_rollouts]
+    expected = [r.mean_logprobs for r in local._last_rollouts]
+    assert [len(m) for m in got] == [len(m) for m in expected] and sum(map(len, got)) > len(got)
+    for a, b in zip(got, expected, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("openai:http://127.0.0.1:8000/v1", "lacks the served model name.*openai:http://127.0.0.1:8000/v1#MODEL"),
+        ("openai:127.0.0.1:8000/v1#m", "must be an http\\(s\\) URL such as 'openai:http://127.0.0.1:8000/v1#MODEL'"),
+    ],
+)
+def test_malformed_openai_scorer_spec_fails_in_the_config(tmp_path, spec, match):
+    with pytest.raises(ValueError, match=match):
+        config(tmp_path, scorer=spec)
+
+
 # ---------------------------------------------------------------- colocate mode and missing dependencies
 
 
