@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ __all__ = [
     "resolve_policy",
     "resolve_data",
     "run_training",
+    "evaluate_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,6 +223,50 @@ def _dev_callback(evaluate: Any, every: int) -> Any:
     return DevEval()
 
 
+def evaluate_split(
+    play: Callable[[list[str]], list[Any]],
+    question_ids: Sequence[str],
+    num_processes: int = 1,
+    process_index: int = 0,
+    *,
+    finish: Callable[[], Any] | None = None,
+    gather: Callable[[list[Any]], list[Any]] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``question_ids`` split over processes: this one plays its share, all gather the episodes.
+
+    Args:
+        play: Plays a list of question ids, returns their episodes (:class:`~agents.rollout.Rollout`).
+        question_ids: All the questions evaluated.
+        num_processes: Processes taking part (``TrainingArguments.world_size``).
+        process_index: This process (:func:`agents.rollout.process_slice` gives its share).
+        finish: Called after playing (``LockstepModel.finish``: keeps a sharded policy's collectives in step).
+        gather: All processes' episodes in process order (default: ``accelerate.utils.gather_object`` when there
+            are several processes).
+
+    Returns:
+        :func:`agents.rollout.summarize_rollouts` of all the episodes: on every process, the 1-process result.
+
+    Example:
+        >>> from agents.rollout import Rollout
+        >>> play = lambda ids: [Rollout(q, "nq", [], terminated=True, final_info={"f1": 1.0}) for q in ids]
+        >>> evaluate_split(play, ["a", "b", "c"], 2, 1, gather=lambda mine: play(["a", "b"]) + mine)["n"]
+        3
+    """
+    from agents.rollout import process_slice, summarize_rollouts
+
+    mine = list(question_ids)[process_slice(len(question_ids), num_processes, process_index)]
+    episodes = play(mine) if mine else []
+    if finish is not None:
+        finish()
+    if num_processes > 1:
+        if gather is None:
+            from accelerate.utils import gather_object
+
+            gather = gather_object
+        episodes = gather(episodes)
+    return summarize_rollouts(episodes)
+
+
 def run_training(
     config: IGPOConfig,
     run: RunArguments | None = None,
@@ -283,23 +329,28 @@ def run_training(
     sharded = {"forward": False}  # set once the trainer has sharded the policy (FSDP / ZeRO-3)
 
     def _evaluate(m: Any) -> dict[str, Any]:
-        # every process plays every dev question (the same greedy episodes); on a sharded policy each forward pass
-        # is a collective, run in lock step
+        _ = config.device  # sets up accelerate's distributed state (the process group under `accelerate launch`)
+        # every process plays its own contiguous share of the dev questions and the episodes are gathered (so the
+        # summary is the 1-process one); on a sharded policy each forward pass is a collective, run in lock step
         model = LockstepModel(m) if sharded["forward"] else m
-        res = evaluate_policy(
-            model,
-            tokenizer,
-            eval_envs,
+        return evaluate_split(
+            lambda ids: evaluate_policy(
+                model,
+                tokenizer,
+                eval_envs,
+                ids,
+                max_turns=config.max_turns,
+                max_turn_tokens=config.max_turn_tokens,
+                max_completion_length=config.max_completion_length,
+                stop_strings=config.stop_strings,
+                verbose=verbose,
+                return_rollouts=True,
+            )["rollouts"],
             eval_ids,
-            max_turns=config.max_turns,
-            max_turn_tokens=config.max_turn_tokens,
-            max_completion_length=config.max_completion_length,
-            stop_strings=config.stop_strings,
-            verbose=verbose,
+            config.world_size,
+            config.process_index,
+            finish=model.finish if sharded["forward"] else None,
         )
-        if sharded["forward"]:
-            model.finish()
-        return res
 
     if evaluate and before is None:
         before = _evaluate(policy)

@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from agents.rollout.evaluate import evaluate_policy
+from agents.rollout.evaluate import evaluate_policy, process_slice, summarize_rollouts
 from agents.rollout.kv_cache import KVCacheGenerator
 from agents.rollout.loop import (
     CallableGenerator,
@@ -57,4 +57,6 @@ __all__ = [
     "generate_rollouts",
     "generate_rollouts_with",
     "evaluate_policy",
+    "summarize_rollouts",
+    "process_slice",
 ]

@@ -14,7 +14,7 @@ from agents.rollout.turns import Rollout
 from igpo_env._validation import check_int
 from igpo_env.actions import STOP_STRINGS
 
-__all__ = ["evaluate_policy"]
+__all__ = ["evaluate_policy", "summarize_rollouts", "process_slice"]
 
 
 def evaluate_policy(
@@ -89,6 +89,27 @@ def evaluate_policy(
             stop_strings=stop_strings,
         )
         rollouts.extend(out)
+    result = summarize_rollouts(rollouts)
+    return {**result, "rollouts": rollouts} if return_rollouts else result
+
+
+def summarize_rollouts(rollouts: Sequence[Rollout]) -> dict[str, Any]:
+    """EM/F1 overall and per data source, answered share, mean turns and well-formed share of played episodes.
+
+    The summary :func:`evaluate_policy` returns; also the one a multi-process evaluation computes from the episodes
+    all processes played (each a slice of the questions, :func:`process_slice`).
+
+    Raises:
+        ValueError: if ``rollouts`` is empty.
+
+    Example:
+        >>> from agents.rollout import Rollout
+        >>> r = Rollout("q1", "nq", [1], terminated=True, action_types=["search", "answer"], final_info={"f1": 1.0})
+        >>> summarize_rollouts([r])["by_source"]
+        {'nq': {'em': 0.0, 'f1': 1.0, 'n': 1}}
+    """
+    if not rollouts:
+        raise ValueError("no episodes to summarize")
     by_source: dict[str, dict[str, float]] = {}
     for r in rollouts:
         agg = by_source.setdefault(r.data_source, {"em": 0.0, "f1": 0.0, "n": 0})
@@ -100,7 +121,7 @@ def evaluate_policy(
         agg["f1"] /= agg["n"]
     total = len(rollouts)
     turn_types = [t for r in rollouts for t in r.action_types]
-    result = {
+    return {
         "em": sum(r.em for r in rollouts) / total,
         "f1": sum(r.f1 for r in rollouts) / total,
         "n": total,
@@ -109,4 +130,20 @@ def evaluate_policy(
         "well_formed_rate": sum(t != "invalid" for t in turn_types) / max(1, len(turn_types)),
         "by_source": dict(sorted(by_source.items())),
     }
-    return {**result, "rollouts": rollouts} if return_rollouts else result
+
+
+def process_slice(n: int, num_processes: int, process_index: int) -> slice:
+    """Return the contiguous share of ``n`` questions that process ``process_index`` of ``num_processes`` plays.
+
+    Shares differ in size by at most one and, concatenated in process order, give back all ``n`` in order (so the
+    gathered episodes summarize exactly as on one process).
+
+    Example:
+        >>> [range(5)[process_slice(5, 2, i)] for i in range(2)]
+        [range(0, 3), range(3, 5)]
+    """
+    check_int("num_processes", num_processes, minimum=1)
+    check_int("process_index", process_index, minimum=0, maximum=num_processes - 1)
+    base, extra = divmod(n, num_processes)
+    start = process_index * base + min(process_index, extra)
+    return slice(start, start + base + (process_index < extra))

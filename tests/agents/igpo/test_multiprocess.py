@@ -108,7 +108,8 @@ def tiny_run_dir(tmp_path_factory):
     # 3 prompts x 4 rollouts per step: 12 rollouts on 1 process, 6 per process on 2 (the middle group spans both)
     (root / "run.yaml").write_text(
         "max_steps: 1\nnum_generations: 4\nprompts_per_step: null\nmax_turns: 2\nmax_turn_tokens: 6\n"
-        "no_eval: true\nfreeze_layers: 0\noptim: sgd\nlearning_rate: 1.0\nbeta: 0.0\nreport_to: none\n"
+        "eval_limit: 5\neval_batch_size: 2\n"
+        "freeze_layers: 0\noptim: sgd\nlearning_rate: 1.0\nbeta: 0.0\nreport_to: none\n"
         "save_strategy: 'no'\nthreads: 1\nquiet: true\n"
     )
     return root
@@ -130,7 +131,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
 def test_two_process_step_equals_one_process_step(tiny_run_dir, tmp_path):
     """``accelerate launch`` with ``cpu-2proc.yaml`` (2 processes, gloo on loopback) trains one IGPO step equal to
     the 1-process step of the same global batch: same rollouts (each samples from its own seed), rewards, loss and
-    updated weights.
+    updated weights; its dev evaluations (each process plays its share of the questions) equal the 1-process ones.
 
     Not bit-identical, within float32 rounding: DDP averages the two processes' gradients (a different summation
     order than one backward pass over all 12 rollouts), and each process pads its batched forward passes to its own
@@ -162,6 +163,11 @@ def test_two_process_step_equals_one_process_step(tiny_run_dir, tmp_path):
     assert biggest > 1e-3, biggest  # the step moved the weights
     assert diff <= 1e-6, diff
     assert (two / "tokenizer_config.json").exists()  # written by process 0 alone
+    # the dev evals before and after: 3 + 2 of the 5 questions played per process, gathered in order: the 1-process
+    # summary (episode counts per source included; the tiny model's greedy episodes do not answer)
+    for when in ("before", "after"):
+        assert reports[1][when] == reports[0][when], when
+        assert reports[1][when]["n"] == 5 and sum(s["n"] for s in reports[1][when]["by_source"].values()) == 5
 
 
 @pytest.mark.slow

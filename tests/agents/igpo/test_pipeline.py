@@ -7,6 +7,7 @@ from agents.igpo.pipeline import (
     RunArguments,
     default_run_arguments,
     default_train_config,
+    evaluate_split,
     resolve_data,
     resolve_policy,
 )
@@ -91,3 +92,78 @@ def test_load_config_errors(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must hold a mapping"):
         load_config(bad)
+
+
+# ---------------------------------------------------------------- dev evaluation split over processes
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 12])
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_process_slices_partition_the_questions_in_order(n, world):
+    from agents.rollout import process_slice
+
+    shares = [list(range(n))[process_slice(n, world, rank)] for rank in range(world)]
+    assert [q for share in shares for q in share] == list(range(n))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_process_slice_validation():
+    from agents.rollout import process_slice
+
+    with pytest.raises(ValueError, match="`process_index` must be an int"):
+        process_slice(5, 2, 2)
+    with pytest.raises(ValueError, match="`num_processes` must be an int >= 1"):
+        process_slice(5, 0, 0)
+
+
+def test_evaluate_split_plays_one_share_per_process_and_summarizes_all():
+    """3 simulated processes over 7 questions: each plays only its own share, calls ``finish`` once (lock step), and
+    every process gets the summary of all 7 episodes, equal to the 1-process one."""
+    from agents.rollout import Rollout, summarize_rollouts
+
+    ids = [f"q{i}" for i in range(7)]
+    sources = ["a", "b", "a", "c", "b", "a", "c"]
+
+    def episode(q):
+        i = ids.index(q)
+        return Rollout(q, sources[i], [], terminated=i % 3 != 0, final_info={"f1": i / 7, "em": float(i % 2)})
+
+    played: dict[int, list[str]] = {}
+    finished: list[int] = []
+    local: dict[int, list] = {}
+
+    def play_as(rank):
+        def play(qs):
+            played[rank] = list(qs)
+            local[rank] = [episode(q) for q in qs]
+            return local[rank]
+
+        return play
+
+    for rank in range(3):  # every process plays before the gather, as under accelerate
+        evaluate_split(play_as(rank), ids, 3, rank, gather=lambda mine: mine, finish=lambda r=rank: finished.append(r))
+    gathered = [e for rank in range(3) for e in local[rank]]
+
+    def replay(qs):
+        return [episode(q) for q in qs]
+
+    results = [evaluate_split(replay, ids, 3, rank, gather=lambda _: gathered) for rank in (0, 2)]
+    assert played == {0: ids[:3], 1: ids[3:5], 2: ids[5:]}
+    assert finished == [0, 1, 2]
+    one = evaluate_split(replay, ids)
+    assert one == summarize_rollouts([episode(q) for q in ids])
+    assert results == [one, one] and one["n"] == 7 and set(one["by_source"]) == {"a", "b", "c"}
+
+
+def test_evaluate_split_with_more_processes_than_questions():
+    from agents.rollout import Rollout
+
+    calls = []
+
+    def play(qs):
+        calls.append(qs)
+        return [Rollout(q, "s", [], terminated=True, final_info={"f1": 1.0}) for q in qs]
+
+    res = evaluate_split(play, ["q0"], 2, 1, gather=lambda mine: play(["q0"]) + mine)
+    assert res["n"] == 1 and res["f1"] == 1.0
+    assert calls == [["q0"]]  # process 1 had no question and did not call play with an empty list
