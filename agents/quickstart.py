@@ -200,6 +200,7 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
     import matplotlib
 
     from agents.bootstrap.cli import SUMMARY_KEYS
+    from agents.rollout import EPISODE_TYPES
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -231,6 +232,10 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
     keys = [k for k in SUMMARY_KEYS if k != "minutes"]
     sources = sorted({s for st in STAGES for s in numbers[st].get("dev_f1_by_source", {})})
     minutes = numbers["minutes"]
+
+    def row(label: str, value: Any) -> str:
+        return f"| {label} | " + " | ".join(_fmt(value(numbers[s])) for s in STAGES) + " |"
+
     lines = [
         "# igpo-env quickstart report",
         "",
@@ -241,11 +246,10 @@ def write_report(numbers: dict[str, Any], out: Path) -> Path:
         "",
         "| metric | " + " | ".join(STAGES) + " |",
         "|---|" + "---|" * len(STAGES),
-        *[f"| {k} | " + " | ".join(_fmt(numbers[s].get(k)) for s in STAGES) + " |" for k in keys],
-        *[
-            f"| dev F1 {src} | " + " | ".join(_fmt(numbers[s]["dev_f1_by_source"].get(src)) for s in STAGES) + " |"
-            for src in sources
-        ],
+        *[row(k, lambda st, k=k: st.get(k)) for k in keys],
+        *[row(f"dev F1 {src}", lambda st, src=src: st["dev_f1_by_source"].get(src)) for src in sources],
+        *[row(f"IG > 0 {src}", lambda st, src=src: st.get("ig_sanity_by_source", {}).get(src)) for src in sources],
+        *[row(f"episodes: {t}", lambda st, t=t: st.get("episode_types", {}).get(t)) for t in EPISODE_TYPES],
         "| minutes | " + " | ".join(_fmt(minutes.get(s)) for s in STAGES) + " |",
         "",
         "## IGPO training",

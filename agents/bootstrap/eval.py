@@ -179,8 +179,9 @@ def quality_report(
 
     Returns:
         ``well_formed_rate``, ``dev_f1``, ``question_only_f1``, ``ig_sanity_share``, ``median_p_oracle``,
-        ``median_p_question_only``, ``repeat_copy_gain``, ``dev_f1_by_source``, ``mean_turns``, ``answered``,
-        ``eval_questions``, ``eval_seconds``.
+        ``median_p_question_only``, ``repeat_copy_gain``, ``dev_f1_by_source``, ``episode_types`` (dev episodes per
+        :data:`agents.rollout.EPISODE_TYPES`: what the wrong ones did), ``ig_sanity_by_source``, ``mean_turns``,
+        ``answered``, ``eval_questions``, ``eval_seconds``.
     """
     import time
 
@@ -237,11 +238,21 @@ def quality_report(
         "median_p_question_only": median(p_q) if p_q else 0.0,
         "repeat_copy_gain": repeat_copy_gain(model, tokenizer, seed=seed),
         "dev_f1_by_source": {k: v["f1"] for k, v in played["by_source"].items()},
+        "episode_types": played["episode_types"],
+        "ig_sanity_by_source": _share_by_source([o > q for o, q in zip(p_o, p_q, strict=True)], examples),
         "mean_turns": played["mean_turns"],
         "answered": played["answered"],
         "eval_questions": len(examples),
         "eval_seconds": time.perf_counter() - start,
     }
+
+
+def _share_by_source(flags: Sequence[bool], examples: Sequence[QAExample]) -> dict[str, float]:
+    """Share of true ``flags`` per data source of ``examples`` (aligned)."""
+    out: dict[str, list[bool]] = {}
+    for flag, ex in zip(flags, examples, strict=True):
+        out.setdefault(ex.data_source, []).append(flag)
+    return {src: sum(v) / len(v) for src, v in sorted(out.items())}
 
 
 def env_prompts(retriever: Any, examples: Sequence[QAExample]) -> list[list[Message]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -231,6 +231,7 @@ def evaluate_split(
     *,
     finish: Callable[[], Any] | None = None,
     gather: Callable[[list[Any]], list[Any]] | None = None,
+    examples: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``question_ids`` split over processes: this one plays its share, all gather the episodes.
 
@@ -242,6 +243,7 @@ def evaluate_split(
         finish: Called after playing (``LockstepModel.finish``: keeps a sharded policy's collectives in step).
         gather: All processes' episodes in process order (default: ``accelerate.utils.gather_object`` when there
             are several processes).
+        examples: Question id -> ``QAExample``, to count the episode types (as :func:`agents.rollout.evaluate_policy`).
 
     Returns:
         :func:`agents.rollout.summarize_rollouts` of all the episodes: on every process, the 1-process result.
@@ -264,7 +266,7 @@ def evaluate_split(
 
             gather = gather_object
         episodes = gather(episodes)
-    return summarize_rollouts(episodes)
+    return summarize_rollouts(episodes, examples)
 
 
 def run_training(
@@ -350,6 +352,7 @@ def run_training(
             config.world_size,
             config.process_index,
             finish=model.finish if sharded["forward"] else None,
+            examples={ex.id: ex for ex in eval_examples},
         )
 
     if evaluate and before is None:

@@ -28,7 +28,13 @@ Example:
 
 from __future__ import annotations
 
-from agents.rollout.evaluate import evaluate_policy, process_slice, summarize_rollouts
+from agents.rollout.evaluate import (
+    EPISODE_TYPES,
+    episode_type,
+    evaluate_policy,
+    process_slice,
+    summarize_rollouts,
+)
 from agents.rollout.kv_cache import KVCacheGenerator
 from agents.rollout.loop import (
     CallableGenerator,
@@ -59,4 +65,6 @@ __all__ = [
     "evaluate_policy",
     "summarize_rollouts",
     "process_slice",
+    "episode_type",
+    "EPISODE_TYPES",
 ]

@@ -6,15 +6,27 @@ quality report all call it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agents.rollout.loop import generate_rollouts
 from agents.rollout.turns import Rollout
 from igpo_env._validation import check_int
 from igpo_env.actions import STOP_STRINGS
+from igpo_env.types import QAExample
 
-__all__ = ["evaluate_policy", "summarize_rollouts", "process_slice"]
+__all__ = ["evaluate_policy", "summarize_rollouts", "process_slice", "episode_type", "EPISODE_TYPES"]
+
+EPISODE_TYPES = (
+    "correct",
+    "invalid_turns",
+    "no_answer",
+    "extra_search",
+    "too_few_searches",
+    "retrieval_miss",
+    "wrong_answer",
+)
+"""What an evaluated episode did (:func:`episode_type`), in the order the rules are tried."""
 
 
 def evaluate_policy(
@@ -48,8 +60,9 @@ def evaluate_policy(
             ``"rollouts"``, e.g. to re-score their answers (``igpo-env eval``'s other answer normalization).
 
     Returns:
-        ``{"em", "f1", "n", "answered", "mean_turns", "well_formed_rate", "by_source": {source: {"em", "f1", "n"}}}``
-        (``well_formed_rate``: share of turns the env parsed as a search or an answer).
+        ``{"em", "f1", "n", "answered", "mean_turns", "well_formed_rate", "by_source": {source: {"em", "f1", "n"}},
+        "episode_types", "episode_types_by_source"}`` (``well_formed_rate``: share of turns the env parsed as a search
+        or an answer; ``episode_types``: episodes per :data:`EPISODE_TYPES`, see :func:`episode_type`).
 
     Example:
         >>> from igpo_env.data.toy import toy_corpus, toy_qa
@@ -58,8 +71,9 @@ def evaluate_policy(
         >>> from agents.rollout import make_envs
         >>> envs = make_envs(2, dataset=toy_qa(), retriever=BM25Retriever.from_docs(toy_corpus()))
         >>> res = evaluate_policy(tiny_causal_lm(), tiny_tokenizer(), envs, limit=2, max_turns=1, max_turn_tokens=3)
-        >>> res["n"], sorted(res)
-        (2, ['answered', 'by_source', 'em', 'f1', 'mean_turns', 'n', 'well_formed_rate'])
+        >>> res["n"], sorted(res)  # doctest: +NORMALIZE_WHITESPACE
+        (2, ['answered', 'by_source', 'em', 'episode_types', 'episode_types_by_source', 'f1', 'mean_turns', 'n',
+             'well_formed_rate'])
     """
     from tqdm.auto import tqdm
 
@@ -89,15 +103,18 @@ def evaluate_policy(
             stop_strings=stop_strings,
         )
         rollouts.extend(out)
-    result = summarize_rollouts(rollouts)
+    examples = {ex.id: ex for ex in getattr(envs[0], "unwrapped", envs[0]).examples}
+    result = summarize_rollouts(rollouts, examples)
     return {**result, "rollouts": rollouts} if return_rollouts else result
 
 
-def summarize_rollouts(rollouts: Sequence[Rollout]) -> dict[str, Any]:
+def summarize_rollouts(rollouts: Sequence[Rollout], examples: Mapping[str, QAExample] | None = None) -> dict[str, Any]:
     """EM/F1 overall and per data source, answered share, mean turns and well-formed share of played episodes.
 
     The summary :func:`evaluate_policy` returns; also the one a multi-process evaluation computes from the episodes
-    all processes played (each a slice of the questions, :func:`process_slice`).
+    all processes played (each a slice of the questions, :func:`process_slice`). With ``examples`` (question id ->
+    :class:`~igpo_env.types.QAExample`) it also counts the episodes per :data:`EPISODE_TYPES`, overall
+    (``episode_types``) and per data source (``episode_types_by_source``).
 
     Raises:
         ValueError: if ``rollouts`` is empty.
@@ -121,7 +138,7 @@ def summarize_rollouts(rollouts: Sequence[Rollout]) -> dict[str, Any]:
         agg["f1"] /= agg["n"]
     total = len(rollouts)
     turn_types = [t for r in rollouts for t in r.action_types]
-    return {
+    result = {
         "em": sum(r.em for r in rollouts) / total,
         "f1": sum(r.f1 for r in rollouts) / total,
         "n": total,
@@ -130,6 +147,56 @@ def summarize_rollouts(rollouts: Sequence[Rollout]) -> dict[str, Any]:
         "well_formed_rate": sum(t != "invalid" for t in turn_types) / max(1, len(turn_types)),
         "by_source": dict(sorted(by_source.items())),
     }
+    if examples is not None:
+        kinds = [(r.data_source, episode_type(r, examples.get(r.question_id))) for r in rollouts]
+        result["episode_types"] = {t: sum(k == t for _, k in kinds) for t in EPISODE_TYPES}
+        result["episode_types_by_source"] = {
+            source: {t: sum(s == source and k == t for s, k in kinds) for t in EPISODE_TYPES}
+            for source in result["by_source"]
+        }
+    return result
+
+
+def episode_type(rollout: Rollout, example: QAExample | None = None) -> str:
+    """Say what an evaluated episode did: the first of :data:`EPISODE_TYPES` whose rule holds.
+
+    - ``correct``: exact match.
+    - ``invalid_turns``: some turn was neither a search nor an answer.
+    - ``no_answer``: cut at the turn or token limit without answering.
+    - ``extra_search``: more searches than the question's supporting documents (hops), e.g. a 1-hop question
+      answered with a second hop's answer.
+    - ``too_few_searches``: fewer searches than hops.
+    - ``retrieval_miss``: as many searches as hops, but some supporting document never retrieved.
+    - ``wrong_answer``: the supporting documents were all retrieved and the answer is still wrong.
+
+    The three search rules need the question's ``supporting_doc_ids`` (SynthWiki has them); without them (``example``
+    None or no labels) a wrong answer is ``wrong_answer``.
+
+    Example:
+        >>> from agents.rollout import Rollout
+        >>> from igpo_env.types import QAExample
+        >>> ex = QAExample("q1", "Where is Zivyn Press headquartered?", ["Zedodirburg"], supporting_doc_ids=["d1"])
+        >>> r = Rollout("q1", "synthwiki-1hop", [], terminated=True, action_types=["search", "search", "answer"],
+        ...             retrieved_doc_ids=[["d1", "d2"], ["d3"], []], final_info={"em": 0.0, "f1": 0.0})
+        >>> episode_type(r, ex), episode_type(r)
+        ('extra_search', 'wrong_answer')
+    """
+    if rollout.em >= 1.0:
+        return "correct"
+    if "invalid" in rollout.action_types:
+        return "invalid_turns"
+    if not rollout.terminated:
+        return "no_answer"
+    support = list(example.supporting_doc_ids) if example is not None else []
+    if not support:
+        return "wrong_answer"
+    searches = rollout.action_types.count("search")
+    if searches > len(support):
+        return "extra_search"
+    if searches < len(support):
+        return "too_few_searches"
+    retrieved = {d for turn in rollout.retrieved_doc_ids for d in turn}
+    return "wrong_answer" if set(support) <= retrieved else "retrieval_miss"
 
 
 def process_slice(n: int, num_processes: int, process_index: int) -> slice:

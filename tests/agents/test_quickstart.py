@@ -25,9 +25,12 @@ def test_quickstart_end_to_end_on_tiny_policy(tiny_policy_dir, tmp_path, capsys)
     assert md.startswith("# igpo-env quickstart report") and "| dev_f1 |" in md
     assert (tmp_path / "quickstart.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "report.json").read_text())
+    assert "| episodes: extra_search |" in md and "| IG > 0 synthwiki-" in md
     for stage in STAGES:
         assert set(SUMMARY_KEYS) <= set(saved[stage]), stage
         assert saved[stage]["eval_questions"] == 3
+        assert sum(saved[stage]["episode_types"].values()) == 3
+        assert set(saved[stage]["ig_sanity_by_source"]) == set(saved[stage]["dev_f1_by_source"])
         assert saved["minutes"][stage] == pytest.approx(saved[stage]["minutes"])
     assert saved["warm_start"]["sft"]["steps"] == 1
     assert saved["train"]["steps"] == 1 and 0.0 <= saved["train"]["reward_density"] <= 1.0
