@@ -316,7 +316,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     """Run ``igpo-env eval``: greedy episodes per model; EM/F1 per data source as the paper's tables (md + JSON)."""
     import torch
 
-    from agents.igpo.eval_report import markdown_report, paper_tables, rescore, source_order
+    from agents.igpo.eval_report import episode_type_table, markdown_report, paper_tables, rescore, source_order
     from agents.igpo.pipeline import resolve_policy
     from agents.policy import load_policy
     from agents.rollout import evaluate_policy, make_envs
@@ -354,6 +354,9 @@ def evaluate_run(args: argparse.Namespace) -> int:
     split = args.split if Path(args.dataset).is_dir() or args.dataset == SYNTHWIKI else None
     title = f"{args.dataset}{f' ({split})' if split else ''}: {n} questions"
     markdown = markdown_report(tables, title=title)
+    kinds = [(r["model"], r["episode_types"]) for r in results if "episode_types" in r]
+    if kinds:
+        markdown += "\n## What the episodes did (agents.rollout.episode_type)\n\n" + episode_type_table(kinds) + "\n"
     print(markdown)
     if args.out:
         out = Path(args.out)

@@ -28,7 +28,16 @@ from typing import Any
 from igpo_env.actions import parse_action
 from igpo_env.metrics import ANSWER_NORMALIZATIONS, score_answer
 
-__all__ = ["PAPER_SOURCES", "SOURCE_ALIASES", "AVERAGE", "source_order", "rescore", "paper_tables", "markdown_report"]
+__all__ = [
+    "PAPER_SOURCES",
+    "SOURCE_ALIASES",
+    "AVERAGE",
+    "source_order",
+    "rescore",
+    "paper_tables",
+    "markdown_report",
+    "episode_type_table",
+]
 
 PAPER_SOURCES = ("nq", "tq", "popqa", "hotpotqa", "2wiki", "musique", "bamboogle")
 """The IGPO paper's column order (single-hop, then multi-hop); other sources follow, alphabetically."""
@@ -151,4 +160,22 @@ def markdown_report(tables: Mapping[str, Mapping[str, Any]], title: str | None =
                 cells = [f"{100 * row[c]:.1f}" if c in row else "-" for c in columns]
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
             lines.append("")
+    return "\n".join(lines)
+
+
+def episode_type_table(rows: Sequence[tuple[str, Mapping[str, int]]]) -> str:
+    """Render the episode-type counts of each model (:data:`agents.rollout.EPISODE_TYPES`) as a markdown table.
+
+    Example:
+        >>> print(episode_type_table([("warm", {"correct": 3, "extra_search": 1})]).splitlines()[2])
+        | warm | 3 | 0 | 0 | 1 | 0 | 0 | 0 |
+    """
+    from agents.rollout import EPISODE_TYPES
+
+    lines = [
+        "| Model | " + " | ".join(EPISODE_TYPES) + " |",
+        "|---|" + "---:|" * len(EPISODE_TYPES),
+    ]
+    for label, counts in rows:
+        lines.append(f"| {label} | " + " | ".join(str(counts.get(t, 0)) for t in EPISODE_TYPES) + " |")
     return "\n".join(lines)

@@ -69,10 +69,12 @@ def test_train_and_eval_commands(tiny_run, tmp_path, capsys):
     assert (before["n"], after["n"], res["settings"]["max_turns"], res["settings"]["max_turn_tokens"]) == (4, 4, 2, 6)
     for cli, trainer in ((before, report["before"]), (after, report["after"])):
         assert (cli["f1"], cli["em"], cli["by_source"]) == (trainer["f1"], trainer["em"], trainer["by_source"])
+        assert cli["episode_types"] == trainer["episode_types"] and sum(cli["episode_types"].values()) == 4
         assert cli["by_normalization"]["squad"]["f1"] == cli["f1"]  # the env's normalization: the same numbers
     assert list(res["tables"]["igpo"]["f1"]["rows"]) == [str(tiny_run / "model"), str(out)]
     markdown = (res_dir / "eval.md").read_text()
     assert "## F1 (igpo normalization)" in markdown and "## EM (squad normalization)" in markdown
+    assert "| Model | correct | invalid_turns |" in markdown
     assert "| Model | synthwiki-" in capsys.readouterr().out
 
 
