@@ -330,8 +330,11 @@ def run_training(
 
     sharded = {"forward": False}  # set once the trainer has sharded the policy (FSDP / ZeRO-3)
 
+    _ = config.device  # sets up accelerate's distributed state (the process group under `accelerate launch`)
+    num_processes, process_index = config.world_size, config.process_index
+    eval_by_id = {ex.id: ex for ex in eval_examples}
+
     def _evaluate(m: Any) -> dict[str, Any]:
-        _ = config.device  # sets up accelerate's distributed state (the process group under `accelerate launch`)
         # every process plays its own contiguous share of the dev questions and the episodes are gathered (so the
         # summary is the 1-process one); on a sharded policy each forward pass is a collective, run in lock step
         model = LockstepModel(m) if sharded["forward"] else m
@@ -349,10 +352,10 @@ def run_training(
                 return_rollouts=True,
             )["rollouts"],
             eval_ids,
-            config.world_size,
-            config.process_index,
+            num_processes,
+            process_index,
             finish=model.finish if sharded["forward"] else None,
-            examples={ex.id: ex for ex in eval_examples},
+            examples=eval_by_id,
         )
 
     if evaluate and before is None:

@@ -6,6 +6,7 @@ quality report all call it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -148,12 +149,10 @@ def summarize_rollouts(rollouts: Sequence[Rollout], examples: Mapping[str, QAExa
         "by_source": dict(sorted(by_source.items())),
     }
     if examples is not None:
-        kinds = [(r.data_source, episode_type(r, examples.get(r.question_id))) for r in rollouts]
-        result["episode_types"] = {t: sum(k == t for _, k in kinds) for t in EPISODE_TYPES}
-        result["episode_types_by_source"] = {
-            source: {t: sum(s == source and k == t for s, k in kinds) for t in EPISODE_TYPES}
-            for source in result["by_source"]
-        }
+        counts = Counter((r.data_source, episode_type(r, examples.get(r.question_id))) for r in rollouts)
+        per_source = {src: {t: counts[src, t] for t in EPISODE_TYPES} for src in result["by_source"]}
+        result["episode_types"] = {t: sum(c[t] for c in per_source.values()) for t in EPISODE_TYPES}
+        result["episode_types_by_source"] = per_source
     return result
 
 

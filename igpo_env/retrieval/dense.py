@@ -39,9 +39,9 @@ from igpo_env.retrieval.encoder import (
     DEFAULT_ENCODE_BATCH,
     DEFAULT_MODEL,
     ENCODE_DTYPES,
-    _encode,
-    _encoder_and_name,
     default_model_path,
+    encode_normalized,
+    encoder_and_name,
     load_encoder,
 )
 from igpo_env.types import Doc
@@ -234,7 +234,7 @@ class DenseRetriever:
             for start in range(0, len(store), chunk_size):
                 stop = min(start + chunk_size, len(store))
                 texts = [passage_prefix + store.contents(i) for i in range(start, stop)]
-                vectors[start:stop] = _encode(encoder, texts, batch_size)
+                vectors[start:stop] = encode_normalized(encoder, texts, batch_size)
                 vectors.flush()
                 bar.update(stop - start)
         return vectors
@@ -312,7 +312,7 @@ class DenseRetriever:
         store = DocStore.from_docs(iter_docs(corpus))
         if len(store) == 0:
             raise ValueError("the corpus is empty; DenseRetriever needs at least one passage")
-        encoder, _ = _encoder_and_name(model, device, dtype)
+        encoder, _ = encoder_and_name(model, device, dtype)
         work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="igpo-dense-"))
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -375,7 +375,7 @@ class DenseRetriever:
         store = docs if isinstance(docs, DocStore) else DocStore.from_docs(iter_docs(docs))
         if embeddings.ndim != 2 or embeddings.shape[0] != len(store):
             raise ValueError(f"`embeddings` must have shape ({len(store)}, dim), got {embeddings.shape}")
-        encoder, model_name = _encoder_and_name(model, options.pop("device", "cpu"), options.pop("dtype", "float32"))
+        encoder, model_name = encoder_and_name(model, options.pop("device", "cpu"), options.pop("dtype", "float32"))
         index = cls._faiss_index(embeddings, index_type, chunk_size, verbose)
         return cls(
             encoder,
@@ -469,7 +469,7 @@ class DenseRetriever:
         except RuntimeError as e:
             raise DataFormatError(f"{path}: corrupt FAISS index ({str(e).splitlines()[0]}); rebuild it") from e
         store = DocStore.load(Path(directory, DOCS_FILE))
-        encoder, model_name = _encoder_and_name(meta.get("model") if model is None else model, device, dtype)
+        encoder, model_name = encoder_and_name(meta.get("model") if model is None else model, device, dtype)
         model_name = model_name or meta.get("model")
         dim = encoder.get_embedding_dimension()
         if dim != index.d:
@@ -498,7 +498,7 @@ class DenseRetriever:
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         """Encode queries (with ``query_prefix``) into L2-normalized float32 vectors of shape (len(queries), dim)."""
         texts = [self.query_prefix + q for q in queries]
-        return _encode(self.encoder, texts, self.batch_size)
+        return encode_normalized(self.encoder, texts, self.batch_size)
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS search of already-encoded queries: ``(scores, indices)``, each (queries, min(k, len(self)))."""

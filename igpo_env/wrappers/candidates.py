@@ -233,14 +233,9 @@ class CachedEncoder:
         return len(self._cache)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self.encoder.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        from igpo_env.retrieval.encoder import encode_normalized
+
+        return encode_normalized(self.encoder, texts, self.batch_size)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts``, shape ``(len(texts), dim)``; the empty string maps to zeros (not cached)."""
