@@ -122,8 +122,23 @@ def _train_argv(root: Path, out: Path, per_device: int) -> list[str]:
     ]  # fmt: skip
 
 
+PORT_TRIES = 3
+"""Launches of a multi-process run, each on a fresh port: ``_free_port`` releases its port before the launcher binds
+it, so another process may take it in between (the run then fails with "address already in use")."""
+
+
 def _run(cmd: list[str], cwd: Path) -> None:
     proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+def _launch(launcher: list[str], port_flag: str, rest: list[str], cwd: Path) -> None:
+    """Run ``launcher port_flag PORT rest`` on a free loopback port, on a fresh port again after a port race."""
+    for _ in range(PORT_TRIES):
+        cmd = [*launcher, port_flag, str(_free_port()), *rest]
+        proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+        if proc.returncode == 0 or "address already in use" not in (proc.stdout + proc.stderr).lower():
+            break
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
@@ -146,7 +161,7 @@ def test_two_process_step_equals_one_process_step(tiny_run_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     _run([sys.executable, *_train_argv(root, one, per_device=12)], tmp_path)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config("cpu-2proc"))]
-    _run([*launch, "--main_process_port", str(_free_port()), *_train_argv(root, two, per_device=6)], tmp_path)
+    _launch(launch, "--main_process_port", _train_argv(root, two, per_device=6), tmp_path)
 
     reports = [json.loads((d / "train_report.json").read_text()) for d in (one, two)]
     assert [r["num_processes"] for r in reports] == [1, 2]
@@ -177,7 +192,7 @@ def test_lockstep_rollouts_of_an_fsdp_sharded_policy(tmp_path):
     with the rollouts of the unsharded model."""
     worker = Path(__file__).with_name("lockstep_worker.py")
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
-    _run([*run, "--master_port", str(_free_port()), str(worker), str(tmp_path)], tmp_path)
+    _launch(run, "--master_port", [str(worker), str(tmp_path)], tmp_path)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for res in ranks:
         assert res["param_type"] == "DTensor"
