@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents.bootstrap.fixture import FIXTURE_POLICY
 from agents.igpo.configs import train_defaults
-from igpo_env._validation import check_int
+from igpo_env._validation import check_choice, check_int
 from igpo_env.envs.search_qa import DEFAULT_TOP_K
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_EVAL_BATCH_SIZE = 32
 """Episodes decoded together in a dev evaluation (:class:`RunArguments` default; ``cpu.yaml`` may say otherwise)."""
+
+TRAIN_ORDERS = ("shuffle", "hop_pairs")
+"""Orders of the training questions (:class:`RunArguments` ``train_order``)."""
 
 
 @dataclass
@@ -83,6 +86,14 @@ class RunArguments:
     world_seed: int = field(default=0, metadata={"help": "Seed of the default world and the bootstrapped model."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     train_limit: int | None = field(default=None, metadata={"help": "Train on the first N questions only."})
+    train_order: str = field(
+        default="shuffle",
+        metadata={
+            "help": "'shuffle' (TRL's sampler) or 'hop_pairs': SynthWiki contrast pairs (a 1-hop question, then a "
+            "chain question with the same first hop; igpo_env.data.synthwiki.questions.hop_pairs, shuffled by "
+            "--seed) kept in order, so each step with an even number of prompts sees both stop decisions."
+        },
+    )
     eval_split: str = field(default="dev", metadata={"help": "Split evaluated before and after training."})
     eval_limit: int | None = field(default=None, metadata={"help": "Questions evaluated (None: the whole split)."})
     eval_every: int = field(
@@ -98,6 +109,7 @@ class RunArguments:
         check_int("freeze_layers", self.freeze_layers, minimum=0)
         check_int("world_seed", self.world_seed)
         check_int("train_limit", self.train_limit, minimum=1, optional=True)
+        check_choice("train_order", self.train_order, TRAIN_ORDERS)
         check_int("eval_limit", self.eval_limit, minimum=1, optional=True)
         check_int("eval_every", self.eval_every, minimum=0)
         check_int("eval_batch_size", self.eval_batch_size, minimum=1)
@@ -202,6 +214,31 @@ def resolve_data(data: str | os.PathLike[str] | None, seed: int = 0) -> Path:
     from igpo_env.data.synthwiki import default_world
 
     return Path(default_world(seed))
+
+
+def _hop_pair_order(examples: Sequence[Any], config: IGPOConfig) -> list[Any]:
+    """Return the training questions in ``hop_pairs`` order, and turn TRL's shuffling off so that it is kept.
+
+    Raises:
+        ValueError: when a generation batch holds an odd number of prompts (a pair would be split over two steps)
+            or ``examples`` has no pair.
+    """
+    from igpo_env.data.synthwiki.questions import hop_pairs
+
+    prompts = config.generation_batch_size // config.num_generations
+    if prompts % 2:
+        raise ValueError(
+            f"train_order='hop_pairs' needs an even number of prompts per step, got {prompts}: "
+            "set --prompts_per_step to a multiple of 2"
+        )
+    ordered = hop_pairs(examples, config.seed)
+    if not ordered:
+        raise ValueError(
+            "train_order='hop_pairs' found no contrast pair (a 1-hop question and a chain question with the same "
+            "first hop, SynthWiki metadata) in the training split; use train_order='shuffle'"
+        )
+    config.shuffle_dataset = False
+    return ordered
 
 
 def _dev_callback(evaluate: Any, every: int) -> Any:
@@ -313,6 +350,8 @@ def run_training(
         raise FileNotFoundError(f"{str(data_dir)!r} has no corpus.jsonl")
     retriever = get_retriever(str(corpus))
     train_examples = load_qa(data_dir, split=run.train_split)
+    if run.train_order == "hop_pairs":
+        train_examples = _hop_pair_order(train_examples, config)
     if run.train_limit is not None:
         train_examples = train_examples[: run.train_limit]
     policy, tokenizer = load_policy(model_dir)

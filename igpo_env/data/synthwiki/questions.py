@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from igpo_env._validation import check_choice, check_int
@@ -28,7 +29,7 @@ from igpo_env.data.synthwiki.splits import SPLITS
 from igpo_env.data.synthwiki.world import ENTITY_RELATIONS, Entity, World, doc_id
 from igpo_env.types import QAExample
 
-__all__ = ["QuestionGenerator", "QUESTION_KINDS", "KIND_WEIGHTS", "chain_signatures"]
+__all__ = ["QuestionGenerator", "QUESTION_KINDS", "KIND_WEIGHTS", "chain_signatures", "hop_pairs"]
 
 QUESTION_KINDS = ("1hop", "2hop", "3hop", "comparison")
 KIND_WEIGHTS = {"1hop": 0.4, "2hop": 0.25, "3hop": 0.15, "comparison": 0.2}
@@ -132,6 +133,52 @@ def chain_signatures(hops: int) -> list[tuple[str, tuple[str, ...]]]:
     for t in sorted(finals):
         walk(t, t, ())
     return out
+
+
+def hop_pairs(examples: Sequence[QAExample], seed: int = 0) -> list[QAExample]:
+    """Order questions as contrast pairs for learning *when to stop searching*: 1-hop, then a chain question.
+
+    Each chain question comes right after a 1-hop question asking its first hop ("Where is Ninak Breweries
+    headquartered?", then "What was the occupation of the founder of the city where Ninak Breweries is
+    headquartered?").
+
+    Both questions start with the same search and the same document; one should be answered from it, the other needs
+    more searches. With two prompts per optimizer step and the order kept (no shuffling), each update sees both sides
+    of that decision. Pairs are formed in ``examples`` order (a 1-hop question may open several pairs; comparisons and
+    chains without a matching 1-hop question are left out) and shuffled by ``seed``.
+
+    Args:
+        examples: SynthWiki questions (``metadata["hops"]`` and ``data_source`` as the generator writes them).
+        seed: Seed of the pair order.
+
+    Returns:
+        The pairs flattened: ``[one_hop_1, chain_1, one_hop_2, chain_2, ...]``.
+
+    Example:
+        >>> from igpo_env.data.synthwiki.world import generate_world
+        >>> gen = QuestionGenerator(generate_world(300, seed=0), "train", seed=0)
+        >>> qs = [gen.generate(k) for k in ("1hop",) * 40 + ("2hop",) * 40]
+        >>> flat = hop_pairs(qs)
+        >>> one, chain = flat[0].metadata["hops"], flat[1].metadata["hops"]
+        >>> len(one), len(chain) > 1, one[0] == chain[0]
+        (1, True, True)
+    """
+
+    def first_hop(ex: QAExample) -> tuple[str, str]:
+        hop = ex.metadata["hops"][0]
+        return hop["entity"], hop["relation"]
+
+    one_hop: dict[tuple[str, str], QAExample] = {}
+    for ex in examples:
+        if ex.data_source == "synthwiki-1hop":
+            one_hop.setdefault(first_hop(ex), ex)
+    pairs = [
+        (one_hop[first_hop(ex)], ex)
+        for ex in examples
+        if ex.data_source in ("synthwiki-2hop", "synthwiki-3hop") and first_hop(ex) in one_hop
+    ]
+    random.Random(seed).shuffle(pairs)
+    return [ex for pair in pairs for ex in pair]
 
 
 def _capitalize(text: str) -> str:

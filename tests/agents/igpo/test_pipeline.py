@@ -68,6 +68,7 @@ def test_default_train_config_and_run_arguments_apply_the_yaml(tmp_path):
         ({"eval_batch_size": 0}, "`eval_batch_size` must be an int >= 1, got 0"),
         ({"search_top_k": 0}, "`search_top_k` must be an int >= 1, got 0"),
         ({"train_limit": 0}, "`train_limit` must be an int >= 1 or None, got 0"),
+        ({"train_order": "pairs"}, r"`train_order` must be one of \('shuffle', 'hop_pairs'\), got 'pairs'"),
     ],
 )
 def test_run_arguments_validation(kwargs, match):
@@ -167,3 +168,60 @@ def test_evaluate_split_with_more_processes_than_questions():
     res = evaluate_split(play, ["q0"], 2, 1, gather=lambda mine: play(["q0"]) + mine)
     assert res["n"] == 1 and res["f1"] == 1.0
     assert calls == [["q0"]]  # process 1 had no question and did not call play with an empty list
+
+
+# ---------------------------------------------------------------- training order: contrast pairs
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_world(tmp_path_factory):
+    from igpo_env.data.synthwiki import build_world
+    from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("pairs")
+    tok, model = tiny_tokenizer(), tiny_causal_lm(seed=1)
+    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    return root / "model", build_world(root / "world", passages=1000, seed=0, verbose=False)
+
+
+def _pairs_run(tmp_path, model, world, **overrides):
+    from agents.igpo.pipeline import run_training
+
+    settings = dict(max_steps=2, num_generations=2, prompts_per_step=2, max_turns=1, max_turn_tokens=4, seed=3)
+    config = default_train_config(tmp_path / "run", report_to="none", disable_tqdm=True, **{**settings, **overrides})
+    run = default_run_arguments(model=str(model), data=str(world), train_order="hop_pairs", no_eval=True)
+    return config, run_training(config, run, verbose=False)
+
+
+@pytest.mark.slow
+def test_hop_pairs_are_trained_in_order_one_pair_per_step(tiny_model_and_world, tmp_path, monkeypatch):
+    """With ``train_order="hop_pairs"`` and 2 prompts per step, step k trains on the k-th contrast pair (TRL's
+    shuffling turned off): a 1-hop question and a chain question that starts with the same search."""
+    from agents.igpo.igpo_trainer import IGPOTrainer
+    from igpo_env.data import load_qa
+    from igpo_env.data.synthwiki.questions import hop_pairs
+
+    model, world = tiny_model_and_world
+    played: list[list[str]] = []
+    original = IGPOTrainer._generate_and_score_completions
+
+    def spy(self, inputs):
+        played.append(list(dict.fromkeys(str(x["question_id"]) for x in inputs)))
+        return original(self, inputs)
+
+    monkeypatch.setattr(IGPOTrainer, "_generate_and_score_completions", spy)
+    config, _ = _pairs_run(tmp_path, model, world)
+    assert config.shuffle_dataset is False
+    ordered = hop_pairs(load_qa(world, "train"), seed=3)
+    assert played == [[e.id for e in ordered[0:2]], [e.id for e in ordered[2:4]]]
+    assert ordered[0].data_source == "synthwiki-1hop" and ordered[1].data_source != "synthwiki-1hop"
+    assert ordered[0].metadata["hops"][0] == ordered[1].metadata["hops"][0]
+    assert [e.id for e in ordered] != [e.id for e in hop_pairs(load_qa(world, "train"), seed=4)]
+
+
+def test_hop_pairs_need_an_even_number_of_prompts_per_step(tiny_model_and_world, tmp_path):
+    model, world = tiny_model_and_world
+    with pytest.raises(ValueError, match="even number of prompts per step, got 3: set --prompts_per_step"):
+        _pairs_run(tmp_path, model, world, prompts_per_step=3)
