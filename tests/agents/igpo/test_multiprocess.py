@@ -95,15 +95,11 @@ def test_every_shipped_accelerate_config_is_valid(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny_run_dir(tmp_path_factory):
+def tiny_run_dir(tmp_path_factory, save_tiny_policy):
     from igpo_env.data.synthwiki import build_world
-    from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
 
     root = tmp_path_factory.mktemp("multiprocess")
-    tok, model = tiny_tokenizer(), tiny_causal_lm(seed=1)
-    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
-    model.save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
+    save_tiny_policy(root / "model")
     build_world(root / "world", passages=120, seed=0, verbose=False)
     # 3 prompts x 4 rollouts per step: 12 rollouts on 1 process, 6 per process on 2 (the middle group spans both)
     (root / "run.yaml").write_text(

@@ -174,16 +174,11 @@ def test_evaluate_split_with_more_processes_than_questions():
 
 
 @pytest.fixture(scope="module")
-def tiny_model_and_world(tmp_path_factory):
+def tiny_model_and_world(tmp_path_factory, save_tiny_policy):
     from igpo_env.data.synthwiki import build_world
-    from igpo_env.scoring.tiny import tiny_causal_lm, tiny_tokenizer
 
     root = tmp_path_factory.mktemp("pairs")
-    tok, model = tiny_tokenizer(), tiny_causal_lm(seed=1)
-    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
-    model.save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    return root / "model", build_world(root / "world", passages=1000, seed=0, verbose=False)
+    return save_tiny_policy(root / "model"), build_world(root / "world", passages=1000, seed=0, verbose=False)
 
 
 def _pairs_run(tmp_path, model, world, **overrides):
