@@ -170,3 +170,12 @@ def tiny_igpo_args(output_dir, **overrides):
     )
     kwargs.update(overrides)
     return IGPOConfig(**kwargs)
+
+
+def save_tiny_policy(directory):
+    """Save the from-scratch tiny policy (tokenizer + LM, eos / pad set) as an HF model directory; return it."""
+    tok, model = tiny_tokenizer(), tiny_causal_lm(seed=1)
+    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory

@@ -95,7 +95,9 @@ def test_every_shipped_accelerate_config_is_valid(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny_run_dir(tmp_path_factory, save_tiny_policy):
+def tiny_run_dir(tmp_path_factory):
+    from testing_utils import save_tiny_policy
+
     from igpo_env.data.synthwiki import build_world
 
     root = tmp_path_factory.mktemp("multiprocess")

@@ -174,7 +174,9 @@ def test_evaluate_split_with_more_processes_than_questions():
 
 
 @pytest.fixture(scope="module")
-def tiny_model_and_world(tmp_path_factory, save_tiny_policy):
+def tiny_model_and_world(tmp_path_factory):
+    from testing_utils import save_tiny_policy
+
     from igpo_env.data.synthwiki import build_world
 
     root = tmp_path_factory.mktemp("pairs")
