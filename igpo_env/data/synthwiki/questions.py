@@ -29,7 +29,7 @@ from igpo_env.data.synthwiki.splits import SPLITS
 from igpo_env.data.synthwiki.world import ENTITY_RELATIONS, Entity, World, doc_id
 from igpo_env.types import QAExample
 
-__all__ = ["QuestionGenerator", "QUESTION_KINDS", "KIND_WEIGHTS", "chain_signatures", "hop_pairs"]
+__all__ = ["QuestionGenerator", "QUESTION_KINDS", "KIND_WEIGHTS", "chain_signatures", "hop_pairs", "source_of"]
 
 QUESTION_KINDS = ("1hop", "2hop", "3hop", "comparison")
 KIND_WEIGHTS = {"1hop": 0.4, "2hop": 0.25, "3hop": 0.15, "comparison": 0.2}
@@ -107,6 +107,16 @@ MAX_ATTEMPTS = 50
 """Draws per question before giving up (a small split may not have a fresh question of every kind)."""
 
 
+def source_of(kind: str) -> str:
+    """Return the ``data_source`` of SynthWiki questions of one kind.
+
+    Example:
+        >>> source_of("2hop")
+        'synthwiki-2hop'
+    """
+    return f"synthwiki-{kind}"
+
+
 def chain_signatures(hops: int) -> list[tuple[str, tuple[str, ...]]]:
     """All ``(start_type, relations)`` chains with ``hops`` relations (the last one is asked about).
 
@@ -170,12 +180,12 @@ def hop_pairs(examples: Sequence[QAExample], seed: int = 0) -> list[QAExample]:
 
     one_hop: dict[tuple[str, str], QAExample] = {}
     for ex in examples:
-        if ex.data_source == "synthwiki-1hop":
+        if ex.data_source == source_of("1hop"):
             one_hop.setdefault(first_hop(ex), ex)
     pairs = [
         (one_hop[first_hop(ex)], ex)
         for ex in examples
-        if ex.data_source in ("synthwiki-2hop", "synthwiki-3hop") and first_hop(ex) in one_hop
+        if ex.data_source in (source_of("2hop"), source_of("3hop")) and first_hop(ex) in one_hop
     ]
     random.Random(seed).shuffle(pairs)
     return [ex for pair in pairs for ex in pair]
@@ -238,7 +248,7 @@ class QuestionGenerator:
             id=f"synthwiki-{self.split}-{self.count:07d}",
             question=question,
             golden_answers=tuple(dict.fromkeys(answers)),
-            data_source=f"synthwiki-{kind}",
+            data_source=source_of(kind),
             supporting_doc_ids=tuple(h["doc_id"] for h in hops),
             metadata={"hops": hops, **meta},
         )
