@@ -179,3 +179,12 @@ def save_tiny_policy(directory):
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
+
+
+def free_port():
+    """A loopback port free right now (released again: whoever binds it next may race another process)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

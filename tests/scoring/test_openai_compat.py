@@ -1,13 +1,12 @@
 """OpenAICompatScorer against a fake vLLM-style completions server computing real log-probs with a tiny HF model."""
 
-import socket
 import threading
 
 import pytest
 import torch
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from testing_utils import tiny_causal_lm, tiny_tokenizer
+from testing_utils import free_port, tiny_causal_lm, tiny_tokenizer
 
 from igpo_env._http import ServerThread
 from igpo_env.error import RemoteError
@@ -177,9 +176,7 @@ def test_unknown_model_and_unreachable_server(lm, server):
     with OpenAICompatScorer(f"{server.url}/v1", "other-model", retries=0) as scorer:
         with pytest.raises(RemoteError, match="HTTP 404: model 'other-model' not found"):
             scorer.score(["a\n"], ["Karsel"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with OpenAICompatScorer(f"http://127.0.0.1:{port}/v1", MODEL_NAME, retries=0, timeout=2) as scorer:
         with pytest.raises(RemoteError, match="unreachable"):
             scorer.score(["a\n"], ["Karsel"])

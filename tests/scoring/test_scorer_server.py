@@ -1,9 +1,9 @@
-import socket
 import threading
 import time
 
 import httpx
 import pytest
+from testing_utils import free_port
 
 from igpo_env._http import ServerThread
 from igpo_env.error import RemoteError
@@ -227,9 +227,7 @@ def test_batches_never_exceed_max_batch():
 
 
 def test_unreachable_server_raises_remote_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     remote = RemoteScorer(f"http://127.0.0.1:{port}", timeout=2, retries=1, max_items=4)
     with pytest.raises(RemoteError, match="failed after 2 tries.*unreachable"):
         remote.score(["a"], ["b"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from testing_utils import free_port
 
 from agents.igpo.configs import ACCELERATE_CONFIG_DIR, ACCELERATE_CONFIGS, accelerate_config
 
@@ -24,12 +24,6 @@ EXPECTED = {
     "zero3": {"distributed_type": "DEEPSPEED", "mixed_precision": "bf16"},
     "fsdp": {"distributed_type": "FSDP", "mixed_precision": "bf16"},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict[str, str]:
@@ -121,7 +115,7 @@ def _train_argv(root: Path, out: Path, per_device: int) -> list[str]:
 
 
 PORT_TRIES = 3
-"""Launches of a multi-process run, each on a fresh port: ``_free_port`` releases its port before the launcher binds
+"""Launches of a multi-process run, each on a fresh port: ``free_port`` releases its port before the launcher binds
 it, so another process may take it in between (the run then fails with "address already in use")."""
 
 
@@ -133,7 +127,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
 def _launch(launcher: list[str], port_flag: str, rest: list[str], cwd: Path) -> None:
     """Run ``launcher port_flag PORT rest`` on a free loopback port, on a fresh port again after a port race."""
     for _ in range(PORT_TRIES):
-        cmd = [*launcher, port_flag, str(_free_port()), *rest]
+        cmd = [*launcher, port_flag, str(free_port()), *rest]
         proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
         if proc.returncode == 0 or "address already in use" not in (proc.stdout + proc.stderr).lower():
             break
